@@ -1,0 +1,147 @@
+"""Configuration: nested dataclasses, named presets, YAML files and dotted overrides.
+
+Parsing, type checking and merging are OmegaConf's; this file only decides the order
+(defaults < preset < YAML file < --set overrides) and turns OmegaConf's errors into
+messages that name the key and the valid choices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config key, value, preset or file the user must fix."""
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 100            # optimizer steps; the LR schedule spans exactly these
+    batch_size: int = 32            # global batch: summed over ranks and accumulation micro-steps
+    grad_accum: int = 1             # micro-steps per optimizer step (per-rank micro-batch = batch_size / (world * grad_accum))
+    lr: float = 1e-3                # peak learning rate (after warmup)
+    min_lr_ratio: float = 0.0       # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 0           # linear warmup from 0 to lr
+    weight_decay: float = 0.0       # AdamW decoupled decay; never applied to norms, biases or embeddings
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0          # max global grad norm; 0 turns clipping off
+    ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0 turns it off
+    precision: str = "auto"        # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16 (with GradScaler)
+    compile: bool = False           # torch.compile the model
+    fsdp: bool = False              # shard with FSDP2 (fully_shard) instead of DDP when running under torchrun
+    device: str = "auto"           # auto (cuda > mps > cpu) | cpu | cuda | mps
+    seed: int = 0
+    num_workers: int = 0            # DataLoader worker processes per rank
+    log_every: int = 10             # steps between metrics.jsonl / TensorBoard records
+    checkpoint_every: int = 0       # steps between checkpoints; 0: only at the end (and on SIGTERM)
+    keep_last: int = 3              # checkpoints kept on disk (older ones are deleted after a good save)
+    max_nonfinite: int = 5          # consecutive skipped steps with a NaN/inf loss or gradient before the run stops
+    stop_at: int = 0                # end this invocation at this step with a checkpoint (0: max_steps); for time-sliced jobs
+    eval_at_end: bool = True        # run the task's evaluation after training and write results.json
+    count_flops: bool = True        # count FLOPs of one step with torch.utils.flop_counter for MFU
+    tensorboard: bool = True        # write TensorBoard events next to metrics.jsonl
+    progress: bool = True           # progress bar with ETA on rank 0
+
+
+def run_config_class(task_config_cls: type) -> type:
+    """The top-level dataclass for one task: ``task`` (the task's own config) and ``trainer``."""
+    return dataclasses.make_dataclass(
+        f"{task_config_cls.__name__}Run",
+        [
+            ("task", task_config_cls, field(default_factory=task_config_cls)),
+            ("trainer", TrainerConfig, field(default_factory=TrainerConfig)),
+        ],
+    )
+
+
+def _valid_keys(cfg: DictConfig, dotted: str) -> list[str]:
+    node: Any = cfg
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+        else:
+            break
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, other)
+    except (ConfigKeyError, ConfigAttributeError) as e:
+        key = e.full_key or str(e.key)
+        raise ConfigError(f"{source}: unknown config key '{key}'. "
+                          f"Valid keys here: {', '.join(_valid_keys(cfg, key))}") from None
+    except ValidationError as e:
+        raise ConfigError(f"{source}: bad value for '{e.full_key}': {e.msg.splitlines()[0]}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. trainer.max_steps=100")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
+
+
+def resolve(task_config_cls: type, presets: dict[str, dict], preset: str | None = None,
+            yaml_file: str | Path | None = None, overrides: list[str] = (), base: DictConfig | None = None) -> DictConfig:
+    """Defaults < preset < YAML file < dotted overrides; ``base`` (a saved config) replaces defaults+preset."""
+    cfg = base if base is not None else OmegaConf.structured(run_config_class(task_config_cls))
+    if base is None and preset is not None:
+        if preset not in presets:
+            raise ConfigError(f"unknown preset '{preset}'. Valid presets: {', '.join(sorted(presets)) or '(none)'}")
+        cfg = _merge(cfg, presets[preset], f"preset '{preset}'")
+    if yaml_file is not None:
+        path = Path(yaml_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:  # yaml syntax errors come in several types
+            raise ConfigError(f"cannot parse config file {path}: {e}") from None
+        cfg = _merge(cfg, loaded, str(path))
+    if overrides:
+        cfg = _merge(cfg, parse_overrides(list(overrides)), "--set")
+    return cfg
+
+
+def load_saved(task_config_cls: type, path: Path) -> DictConfig:
+    """A run directory's config.yaml, checked against the task's current schema.
+
+    ``trainer.stop_at`` belongs to the invocation that set it, so a resumed run starts without it."""
+    cfg = resolve(task_config_cls, {}, yaml_file=path)
+    cfg.trainer.stop_at = 0
+    return cfg
+
+
+def to_object(cfg: DictConfig):
+    """The dataclass instance (typed, attribute access) for a resolved config."""
+    return OmegaConf.to_object(cfg)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of everything that defines the experiment except the seed, so seeds of one config group together."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    trainer = dict(data.get("trainer", {}))
+    for k in ("seed", "progress", "tensorboard", "log_every", "checkpoint_every", "keep_last", "stop_at", "num_workers"):
+        trainer.pop(k, None)
+    data["trainer"] = trainer
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.config import resolve, to_object
+from selfsup.trainer import Trainer
+
+torch.set_num_threads(1)  # tests run small models; one thread each is fastest and deterministic
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_cfg(task_cls, overrides=(), preset=None):
+    return resolve(task_cls.Config, task_cls.presets, preset=preset, overrides=list(overrides))
+
+
+def train(task_cls, run_dir, overrides=(), resume=False, task=None):
+    """Train in-process; returns the Trainer's summary. Progress bars and TensorBoard off for speed."""
+    base = ["trainer.progress=false", "trainer.tensorboard=false"]
+    cfg = make_cfg(task_cls, base + list(overrides))
+    task = task or task_cls(to_object(cfg).task)
+    return Trainer(task, cfg, run_dir, resume=resume).fit()
+
+
+def run_cli(*args, env=None, timeout=300, torchrun=0):
+    """Run `selfsup ...` (or under torchrun) in a subprocess; returns CompletedProcess."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
+               "-m", "selfsup", *args]
+    else:
+        cmd = [sys.executable, "-m", "selfsup", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def tmp_run(tmp_path):
+    return tmp_path / "run"
