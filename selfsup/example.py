@@ -85,7 +85,7 @@ class ExampleTask:
         logits = model(x)
         return F.cross_entropy(logits, y), {"accuracy": (logits.argmax(-1) == y).float().mean()}
 
-    def evaluate(self, model) -> list[Score]:
+    def evaluate(self, model, out_dir) -> list[Score]:
         device = next(model.parameters()).device
         logits = model(self.x_test.to(device))
         acc = (logits.argmax(-1).cpu() == self.y_test).float().mean().item()

@@ -22,7 +22,8 @@ def evaluate(task, model: nn.Module, cfg: DictConfig, run_dir: Path, device: tor
     model.eval()
     start = time.perf_counter()
     with torch.no_grad():
-        scores: list[Score] = list(task.evaluate(model))
+        out_dir = Path(run_dir) / "figures" / (f"step_{step:08d}" if step is not None else "eval")
+        scores: list[Score] = list(task.evaluate(model, out_dir))
     wall = time.perf_counter() - start
     model.train(was_training)
     common = dict(task=task.name, seed=int(cfg.trainer.seed), config_hash=config_hash(cfg), code_version=code_version(),

@@ -125,7 +125,8 @@ class Trainer:
         flops_micro = self._flops(raw, first, env, precision)
 
         model = self._wrap(raw, env)
-        groups = task.param_groups(raw) if hasattr(task, "param_groups") else default_param_groups(raw, tc.weight_decay)
+        groups = (task.param_groups(raw, tc.weight_decay) if hasattr(task, "param_groups")
+                  else default_param_groups(raw, tc.weight_decay))
         opt = build_optimizer(groups, tc.lr, (tc.beta1, tc.beta2), tc.eps, fused=env.device.type == "cuda")
         sched = build_scheduler(opt, tc.warmup_steps, tc.max_steps, tc.min_lr_ratio)
         scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")

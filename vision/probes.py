@@ -1,0 +1,74 @@
+"""Judging a frozen encoder: features, a linear probe (MAE protocol) and a kNN classifier."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """uint8 (N, 3, H, W) -> {"cls": (N, D), "mean": (N, D)} on CPU, encoder in eval mode."""
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    out: dict[str, list[torch.Tensor]] = {"cls": [], "mean": []}
+    for i in range(0, len(images), batch_size):
+        feats = encoder(images[i:i + batch_size].to(device))
+        for k in out:
+            out[k].append(feats[k].float().cpu())
+    encoder.train(was_training)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 epochs: int = 100, lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 256,
+                 seed: int = 0) -> float:
+    """Top-1 accuracy of BatchNorm(affine=False) + Linear trained on frozen features (MAE's protocol,
+    with AdamW instead of LARS at this scale)."""
+    g = torch.Generator().manual_seed(seed)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6), nn.Linear(train_x.shape[1], num_classes))
+    with torch.no_grad():
+        head[1].weight.normal_(0, 0.01, generator=g)
+        head[1].bias.zero_()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * max(1, -(-len(train_x) // batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    head.train()
+    with torch.enable_grad():   # evaluation runs under no_grad; the probe itself trains
+        _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g)
+    head.eval()
+    with torch.no_grad():
+        return (head(test_x).argmax(-1) == test_y).float().mean().item()
+
+
+def _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g) -> None:
+    for _ in range(epochs):
+        perm = torch.randperm(len(train_x), generator=g)
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            if len(idx) < 2:
+                continue   # BatchNorm needs two samples
+            loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
+def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+    """Weighted kNN on cosine similarity (Wu et al. 2018; DINO's protocol): each of the k nearest
+    training features votes for its class with weight exp(similarity / temperature)."""
+    train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    k = min(k, len(train_x))
+    correct = 0
+    for i in range(0, len(test_x), chunk):
+        sim = test_x[i:i + chunk] @ train_x.T                          # (b, N)
+        top_sim, top_idx = sim.topk(k, dim=1)                          # (b, k)
+        votes = torch.zeros(len(sim), num_classes)
+        votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
+        correct += (votes.argmax(1) == test_y[i:i + chunk]).sum().item()
+    return correct / len(test_x)
