@@ -63,6 +63,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """The task's own export format (timm for vision encoders, transformers for BERT)."""
+    from .checkpoint import load_weights
+    ckpt = resolve_checkpoint(args.checkpoint)
+    _, cfg, task = _build_task(args.task, args, ckpt.parent.parent, prefer_saved=True)
+    if not hasattr(task, "export"):
+        raise ValueError(f"task '{args.task}' has no export format")
+    model = task.build_model()
+    model.load_state_dict(load_weights(ckpt / ("ema.safetensors" if args.ema else "model.safetensors"),
+                                       expected=model.state_dict()))
+    print(f"exported {ckpt} to {task.export(model.eval(), Path(args.out))}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -87,6 +101,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     e.set_defaults(fn=cmd_eval)
+
+    x = sub.add_parser("export", help="write a checkpoint in the task's interchange format (timm, transformers)")
+    x.add_argument("task")
+    x.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
+    x.add_argument("--out", required=True, help="folder to write")
+    x.add_argument("--ema", action="store_true", help="export the EMA weights")
+    x.set_defaults(fn=cmd_export, preset=None, config=None, set=[])
     return p
 
 

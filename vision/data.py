@@ -32,6 +32,7 @@ class ImageSet:
     labels: torch.Tensor | None           # (N,) int64, or None for unlabelled data
     classes: list[str]
     skipped: int = 0                      # corrupt/unreadable files left out
+    attributes: dict[str, torch.Tensor] | None = None   # scenes: a label per scene attribute (probe targets)
 
     def __len__(self) -> int:
         return self.images.shape[0]

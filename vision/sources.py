@@ -37,7 +37,7 @@ def load(cfg: ImageDataConfig, img_size: int) -> tuple[D.ImageSet, D.ImageSet | 
         sets = []
         for n, seed in ((cfg.num_train, cfg.seed), (cfg.num_test, cfg.seed + 7_919_000)):
             r = render_scenes(n, size, seed)
-            sets.append(D.ImageSet(r.images, r.labels(cfg.label), [], 0))
+            sets.append(D.ImageSet(r.images, r.labels(cfg.label), [], 0, {a: r.labels(a) for a in ATTRIBUTES}))
         return sets[0], sets[1]
     if cfg.source == "digits":
         full = D.digits(size)

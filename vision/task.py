@@ -10,14 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data import step_loader
+from selfsup.probes import probe_scores
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 
 from . import sources
 from .encoder import ViTEncoder
 from .figures import reconstruction_grid
+from .features import extract_features
 from .mae import MAE, MAEConfig
-from .probes import extract_features, knn_accuracy, linear_probe
 from .sources import ImageDataConfig
 from .transforms import eval_view, normalize, pretrain_view
 
@@ -34,6 +35,7 @@ class ProbeConfig:
     knn_k: int = 20
     knn_t: float = 0.07
     max_train: int = 0         # cap on probe training images (0: all)
+    scene_labels: list[str] = field(default_factory=lambda: ["shape", "count", "colour"])  # scenes: attributes probed
 
 
 @dataclass
@@ -49,21 +51,17 @@ def _dataset_name(cfg: ImageDataConfig) -> str:
     return f"scenes-{cfg.label}" if cfg.source == "scenes" else (Path(cfg.path).name or cfg.source)
 
 
-def probe_scores(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
-    """Linear probe and kNN on CLS and mean-pooled frozen features."""
-    train_imgs, train_y = train.images, train.labels
-    if cfg.max_train and len(train_imgs) > cfg.max_train:
-        train_imgs, train_y = train_imgs[:cfg.max_train], train_y[:cfg.max_train]
-    ftr = extract_features(encoder, eval_view(train_imgs, img_size))
+def encoder_probes(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
+    """Linear probe and kNN on CLS and mean-pooled frozen features; for scenes, one per probed attribute."""
+    n = min(cfg.max_train or len(train), len(train))
+    ftr = extract_features(encoder, eval_view(train.images[:n], img_size))
     fte = extract_features(encoder, eval_view(test.images, img_size))
-    scores = []
-    for pool in ("cls", "mean"):
-        extra = {"pool": pool, "n_train": len(train_y), "n_test": len(test.labels)}
-        acc = linear_probe(ftr[pool], train_y, fte[pool], test.labels, epochs=cfg.epochs, lr=cfg.lr)
-        scores.append(Score(dataset, "test", f"linear_probe_top1_{pool}", acc, extra))
-        knn = knn_accuracy(ftr[pool], train_y, fte[pool], test.labels, k=cfg.knn_k, temperature=cfg.knn_t)
-        scores.append(Score(dataset, "test", f"knn_top1_{pool}", knn, {**extra, "k": cfg.knn_k, "t": cfg.knn_t}))
-    return scores
+    if train.attributes is not None:
+        targets = {f"scenes-{a}": (train.attributes[a][:n], test.attributes[a]) for a in cfg.scene_labels}
+    else:
+        targets = {dataset: (train.labels[:n], test.labels)}
+    return [s for name, (train_y, test_y) in targets.items()
+            for s in probe_scores(ftr, train_y, fte, test_y, name, cfg.epochs, cfg.lr, cfg.knn_k, cfg.knn_t)]
 
 
 class MAETask:
@@ -71,7 +69,7 @@ class MAETask:
     Config = MAETaskConfig
     presets = {
         # CPU, minutes: 32x32 scenes, 4x4 patches, a 4-block ViT of width 128 and a 2x64 decoder
-        "tiny": {"trainer": {"max_steps": 1500, "batch_size": 256, "lr": 1.5e-3, "warmup_steps": 100,
+        "tiny": {"trainer": {"max_steps": 2000, "batch_size": 256, "lr": 1.5e-3, "warmup_steps": 100,
                              "weight_decay": 0.05, "beta2": 0.95, "log_every": 50, "checkpoint_every": 500,
                              "grad_clip": 0.0},
                  "task": {"model": TINY, "probe": {"epochs": 60}}},
@@ -116,8 +114,13 @@ class MAETask:
         reconstruction_grid(model, imgs[:k], noise[:k], out_dir / "mae_reconstruction.png")
         if self.test is not None and self.train.labels is not None:
             encoder = ViTEncoder(cfg.model, model.encoder)
-            scores += probe_scores(encoder, self.train, self.test, cfg.probe, cfg.model.img_size, self.dataset)
+            scores += encoder_probes(encoder, self.train, self.test, cfg.probe, cfg.model.img_size, self.dataset)
         return scores
+
+
+    def export(self, model, out_dir: Path) -> Path:
+        """The encoder for timm: model.safetensors + encoder.json (see vision.encoder)."""
+        return ViTEncoder(self.cfg.model, model.encoder).export_timm(out_dir)
 
 
 # ------------------------------------------------------------------------------------------- finetuning

@@ -1,24 +1,26 @@
-"""Judging a frozen encoder: features, a linear probe (MAE protocol) and a kNN classifier."""
+"""Judging frozen features: a linear probe (MAE protocol) and a weighted kNN classifier. Shared by
+the vision and language packages."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .results import Score
 
-@torch.no_grad()
-def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """uint8 (N, 3, H, W) -> {"cls": (N, D), "mean": (N, D)} on CPU, encoder in eval mode."""
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    out: dict[str, list[torch.Tensor]] = {"cls": [], "mean": []}
-    for i in range(0, len(images), batch_size):
-        feats = encoder(images[i:i + batch_size].to(device))
-        for k in out:
-            out[k].append(feats[k].float().cpu())
-    encoder.train(was_training)
-    return {k: torch.cat(v) for k, v in out.items()}
+
+def probe_scores(train: dict[str, torch.Tensor], train_y: torch.Tensor, test: dict[str, torch.Tensor],
+                 test_y: torch.Tensor, dataset: str, epochs: int = 100, lr: float = 1e-3, k: int = 20,
+                 temperature: float = 0.07) -> list[Score]:
+    """Linear probe and kNN top-1 for each pooling of frozen features ({"cls": (N, D), "mean": (N, D)})."""
+    scores = []
+    for pool in train:
+        extra = {"pool": pool, "n_train": len(train_y), "n_test": len(test_y)}
+        acc = linear_probe(train[pool], train_y, test[pool], test_y, epochs=epochs, lr=lr)
+        scores.append(Score(dataset, "test", f"linear_probe_top1_{pool}", acc, extra))
+        knn = knn_accuracy(train[pool], train_y, test[pool], test_y, k=k, temperature=temperature)
+        scores.append(Score(dataset, "test", f"knn_top1_{pool}", knn, {**extra, "k": k, "t": temperature}))
+    return scores
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

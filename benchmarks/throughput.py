@@ -1,0 +1,165 @@
+"""Side-by-side training-step throughput: ours against the library a user would otherwise pick.
+
+    python -m benchmarks.throughput --suite mae --size tiny                   # CPU, fp32
+    python -m benchmarks.throughput --suite mae --size base --device cuda --compile --batch 256
+    ... --write benchmarks/RESULTS.md                                         # record the figures
+
+Both sides run the same config, batch, optimizer (AdamW, fused on CUDA) and precision in one
+process; repetitions are interleaved (ours, peer, peer, ours, ...) so machine noise hits both,
+and the ratio of medians is printed. A step is forward + backward + optimizer step.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from selfsup.distributed import autocast, pick_device, resolve_precision
+from selfsup.metrics import count_training_flops, peak_flops
+from selfsup.results import code_version, hardware
+
+
+@dataclass
+class Contender:
+    name: str
+    model: torch.nn.Module
+    loss: Callable[[torch.nn.Module, object], torch.Tensor]   # (model, batch) -> scalar loss
+
+
+@dataclass
+class Suite:
+    unit: str                         # what a sample is: "img", "seq"
+    batch: object                     # one batch, already on the device
+    batch_size: int
+    tokens_per_sample: int            # for tokens/s (1 for images)
+    contenders: list[Contender]
+
+
+def mae_suite(size: str, batch_size: int, device: torch.device) -> Suite:
+    from vision.interop import to_hf
+    from vision.mae import MAE, MAEConfig
+    from vision.task import TINY, VIT_B16
+    cfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
+    ours = MAE(cfg)
+    peer = to_hf(ours).train()           # same weights, transformers' ViTMAEForPreTraining with SDPA
+    x = torch.randn(batch_size, 3, cfg.img_size, cfg.img_size, device=device)
+    return Suite("img", x, batch_size, 1, [
+        Contender("selfsup MAE", ours, lambda m, b: m(b)[0]),
+        Contender("transformers ViTMAEForPreTraining", peer, lambda m, b: m(pixel_values=b).loss),
+    ])
+
+
+SUITES = {"mae": mae_suite}
+
+
+def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:
+    runners = []
+    for c in suite.contenders:
+        model = c.model.to(device).train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                fused=device.type == "cuda" or None)
+
+        def step(model=model, opt=opt, loss_fn=c.loss):
+            with autocast(device, precision):
+                loss = loss_fn(model, suite.batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        flops = count_training_flops(lambda m=model, f=c.loss: f(m, suite.batch).backward())
+        opt.zero_grad(set_to_none=True)
+        if compile:
+            model.compile()
+        for _ in range(3):                      # warm-up (and compilation)
+            step()
+        runners.append((c.name, step, flops))
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name, _, _ in runners}
+    for r in range(repeats):
+        order = runners if r % 2 == 0 else runners[::-1]
+        for name, step, _ in order:
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            times[name].append((time.perf_counter() - start) / steps)
+    peak = peak_flops(device, precision)
+    flops0 = runners[0][2]
+    rows = []
+    for name, _, flops in runners:
+        t = statistics.median(times[name])
+        sps = suite.batch_size / t
+        # MFU uses our FLOP count for both sides: the same function, so the same useful work
+        useful = flops0 or flops
+        rows.append({"name": name, "step_s": t, "samples_per_s": sps, "tokens_per_s": sps * suite.tokens_per_sample,
+                     "tflops": useful / t / 1e12 if useful else None,
+                     "mfu": useful / t / peak if (useful and peak) else None, "spread": statistics.pstdev(times[name]) / t})
+    return rows
+
+
+def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.device, precision: str) -> str:
+    base = rows[0]["samples_per_s"]
+    lines = [f"### {suite_name} — {args.size}, batch {args.batch}, {precision}{', compiled' if args.compile else ''}",
+             "", f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()} · "
+             f"{platform.python_version()}", "",
+             f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} --device {args.device} "
+             f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}`", "",
+             f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | ours ÷ this |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        tf = f"{r['tflops']:.3f}" if r["tflops"] else "-"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
+        lines.append(f"| {r['name']} | {r['samples_per_s']:,.1f} | {1000 * r['step_s']:.1f} ± {100 * r['spread']:.0f}% | "
+                     f"{tf} | {mfu} | {base / r['samples_per_s']:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, key: str, text: str) -> None:
+    """Replace this suite/size/device's section in RESULTS.md, keeping the others."""
+    from selfsup.io import atomic_write_text
+    begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"
+    old = path.read_text() if path.exists() else "# Measured figures\n\nWritten by `benchmarks/throughput.py`; never edited by hand.\n"
+    block = f"{begin}\n{text}{end}"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    atomic_write_text(path, new)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", choices=sorted(SUITES), default="mae")
+    p.add_argument("--size", choices=["tiny", "base"], default="tiny")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5, help="steps per timed repetition")
+    p.add_argument("--repeats", type=int, default=6, help="interleaved repetitions per implementation")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--write", help="update this RESULTS.md with the table")
+    args = p.parse_args(argv)
+    device = pick_device(args.device, 0)
+    precision = resolve_precision(args.precision, device)
+    torch.manual_seed(0)
+    suite = SUITES[args.suite](args.size, args.batch, device)
+    rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)
+    text = render(rows, args.suite, suite.unit, args, device, precision)
+    print(text)
+    if args.write:
+        key = f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
+        write_section(Path(args.write), key, text)
+        print(f"written to {args.write}")
+
+
+if __name__ == "__main__":
+    main()

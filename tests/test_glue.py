@@ -1,0 +1,71 @@
+"""GLUE-style TSV tasks in their real formats, metrics, and finetuning end to end."""
+import json
+
+import pytest
+from transformers import AutoTokenizer, BertForPreTraining
+
+from language.corpus import CorpusError
+from language.glue import GlueTask, read_glue_tsv
+from language.model import BertModelConfig, hf_config
+from language.tokenizer import train_wordpiece
+
+from conftest import train
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
+
+
+def write_tasks(root):
+    sst = ["sentence\tlabel"] + [f"a {w} movie indeed\t{int(i % 6 < 3)}" for i, w in enumerate(WORDS * 10)]
+    cola = [f"gj04\t{i % 2}\t{'' if i % 2 else '*'}\tthe {w} cat sat ." for i, w in enumerate(WORDS * 5)]
+    mrpc = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"] + \
+        [f"{i % 2}\t{i}\t{i + 1}\tthe {w} news .\ta {w} story ." for i, w in enumerate(WORDS * 5)]
+    rte = ["index\tsentence1\tsentence2\tlabel"] + \
+        [f"{i}\tthe {w} dog ran .\ta dog ran .\t{'entailment' if i % 2 else 'not_entailment'}" for i, w in enumerate(WORDS * 5)]
+    for name, lines in (("SST-2", sst), ("CoLA", cola), ("MRPC", mrpc), ("RTE", rte)):
+        (root / name).mkdir(parents=True)
+        for split in ("train", "dev"):
+            (root / name / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory):
+    return write_tasks(tmp_path_factory.mktemp("glue"))
+
+
+@pytest.mark.parametrize("name,folder,n,first_label", [("sst2", "SST-2", 60, 1), ("cola", "CoLA", 30, 0),
+                                                       ("mrpc", "MRPC", 30, 0), ("rte", "RTE", 30, 1)])
+def test_read_formats(glue_dir, name, folder, n, first_label):
+    texts, labels = read_glue_tsv(glue_dir / folder / "train.tsv", name)
+    assert len(texts) == n and labels[0] == first_label
+    assert len(texts[0]) == (2 if name in ("mrpc", "rte") else 1)
+
+
+def test_wrong_format_is_clear(glue_dir):
+    with pytest.raises(CorpusError, match="lacks the rte columns"):
+        read_glue_tsv(glue_dir / "SST-2" / "train.tsv", "rte")
+    with pytest.raises(CorpusError, match="rows do not fit the cola format"):
+        read_glue_tsv(glue_dir / "RTE" / "train.tsv", "cola")
+    with pytest.raises(CorpusError, match="GLUE file not found"):
+        read_glue_tsv(glue_dir / "nope.tsv", "sst2")
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bert")
+    tok = train_wordpiece([f"a {w} movie indeed the cat sat news story dog ran" for w in WORDS] * 20, 120, d)
+    cfg = BertModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64)
+    BertForPreTraining(hf_config(cfg, len(tok))).save_pretrained(str(d))
+    return d
+
+
+@pytest.mark.parametrize("name,folder,metrics", [("sst2", "SST-2", {"accuracy"}), ("cola", "CoLA", {"matthews_corr", "accuracy"}),
+                                                 ("mrpc", "MRPC", {"f1", "accuracy"})])
+def test_finetune_writes_the_task_metric(glue_dir, bert_dir, tmp_path, name, folder, metrics):
+    over = [f"task.name={name}", f"task.data_dir={glue_dir / folder}", f"task.init={bert_dir}", "task.max_len=16",
+            "trainer.max_steps=30", "trainer.batch_size=16", "trainer.lr=3e-3"]
+    train(GlueTask, tmp_path / "run", over)
+    res = {r["metric"]: r["value"] for r in json.loads((tmp_path / "run" / "results.json").read_text())}
+    assert set(res) == metrics
+    if name == "sst2":
+        assert res["accuracy"] > 0.9                     # the sentiment word decides the label: learnable
