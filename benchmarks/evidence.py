@@ -10,12 +10,19 @@ Finished runs are reused, interrupted ones resumed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
+
+from selfsup.results import code_version, hardware
+
+from .throughput import write_section
 
 
 def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
@@ -31,27 +38,46 @@ def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
     return json.loads(results.read_text())
 
 
+def time_of(run_dir: Path) -> float:
+    """Wall time of a finished run: from its config (written at start) to its results (written at the end)."""
+    return (run_dir / "results.json").stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="a task with a tiny preset, e.g. mae or bert")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", help="default: runs/evidence-TASK")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for both arms")
+    p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args()
     out = Path(args.out or f"runs/evidence-{args.task}")
     table: dict[tuple[str, str, str], list[float]] = {}
+    walls: list[dict] = []
     for seed in range(args.seeds):
         for arm, extra in (("pretrained", []), ("random", ["trainer.max_steps=0"])):
-            for r in run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra):
+            results = run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra)
+            for r in results:
                 table.setdefault((r["dataset"], r["metric"], arm), []).append(r["value"])
-    print(f"\n{args.task}: mean ± std over {args.seeds} seeds\n")
-    print("| dataset | metric | pretrained | random init |\n|---|---|---|---|")
+            if arm == "pretrained":
+                walls.append({"wall": time_of(out / f"{arm}-s{seed}")})
+    wall = [r["wall"] for r in walls]
+    lines = [f"### {args.task} --preset tiny: pretrained vs random init, mean ± std over {args.seeds} seeds", "",
+             f"{datetime.date.today()} · {hardware(torch.device('cpu'))} · code {code_version()} · "
+             f"pretraining wall time {statistics.mean(wall):.0f} s per seed (training + evaluation)" if wall else "", "",
+             f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
+             f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",
+             "| dataset | metric | pretrained | random init |", "|---|---|---|---|"]
     for dataset, metric in sorted({(d, m) for d, m, _ in table}):
         cells = []
         for arm in ("pretrained", "random"):
             v = table.get((dataset, metric, arm), [])
             cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}" if v else "-")
-        print(f"| {dataset} | {metric} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {dataset} | {metric} | {cells[0]} | {cells[1]} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        write_section(Path(args.write), f"evidence-{args.task}-tiny", text)
 
 
 if __name__ == "__main__":

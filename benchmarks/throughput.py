@@ -56,7 +56,39 @@ def mae_suite(size: str, batch_size: int, device: torch.device) -> Suite:
     ])
 
 
-SUITES = {"mae": mae_suite}
+def bert_suite(size: str, batch_size: int, device: torch.device) -> Suite:
+    from transformers import BertForPreTraining
+
+    from language.model import BertModelConfig, BertPretrainer, hf_config
+    if size == "tiny":   # the `bert --preset tiny` model
+        cfg, vocab, T, P = BertModelConfig(), 8000, 128, 20
+    else:                # BERT-base, phase 1
+        cfg = BertModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_position=512)
+        vocab, T, P = 30522, 128, 20
+    cfg.dropout = 0.1
+    ours = BertPretrainer(hf_config(cfg, vocab))
+    peer = BertForPreTraining(hf_config(cfg, vocab))
+    peer.load_state_dict(ours.hf.state_dict())
+    g = torch.Generator().manual_seed(0)
+    positions = torch.stack([torch.randperm(T - 2, generator=g)[:P] + 1 for _ in range(batch_size)])
+    masked_ids = torch.randint(5, vocab, (batch_size, P), generator=g)
+    labels = torch.full((batch_size, T), -100).scatter_(1, positions, masked_ids)
+    batch = {"input_ids": torch.randint(5, vocab, (batch_size, T), generator=g),
+             "token_type_ids": (torch.arange(T) >= T // 2).long().expand(batch_size, T).contiguous(),
+             "attention_mask": torch.ones(batch_size, T, dtype=torch.long), "masked_positions": positions,
+             "masked_ids": masked_ids, "masked_weights": torch.ones(batch_size, P),
+             "nsp_label": torch.randint(0, 2, (batch_size,), generator=g), "labels": labels}
+    batch = {k: v.to(device) for k, v in batch.items()}
+    mine = {k: v for k, v in batch.items() if k != "labels"}
+    return Suite("seq", batch, batch_size, T, [
+        Contender("selfsup BERT (MLM head on masked positions)", ours, lambda m, b: m(**mine)[0]),
+        Contender("transformers BertForPreTraining", peer, lambda m, b: m(
+            input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=b["attention_mask"],
+            labels=b["labels"], next_sentence_label=b["nsp_label"]).loss),
+    ])
+
+
+SUITES = {"mae": mae_suite, "bert": bert_suite}
 
 
 def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:

@@ -2,11 +2,14 @@
 held-out MLM/NSP accuracy, pseudo-perplexity and a frozen-feature topic probe."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -20,6 +23,7 @@ from selfsup.task import BatchPlan
 from . import corpus as C
 from .instances import Masker, nsp_pairs, packed_sequences, tokenize_documents
 from .model import BertModelConfig, BertPretrainer, hf_config
+from .stream import example_stream, split_stream, streamed_batches
 from .tokenizer import TokenizerError, corpus_tokenizer, load_tokenizer
 
 
@@ -31,6 +35,9 @@ class CorpusConfig:
     topic_field: str = ""         # hf: a column to use as the topic-probe label
     valid_fraction: float = 0.05  # documents held out for evaluation (document-level split)
     max_documents: int = 0        # cap on documents read (0: all)
+    stream: bool = False          # read the corpus from disk every pass with bounded memory (for corpora larger than RAM)
+    window: int = 10_000          # stream: documents in memory at once (NSP negatives come from the same window)
+    memory_docs: int = 20_000     # stream: documents kept for tokenizer training, validation and the topic probe
 
 
 @dataclass
@@ -59,23 +66,23 @@ class BertTaskConfig:
     data_seed: int = 12345        # fixes the split and the pairs (independent of trainer.seed)
 
 
-def read_corpus(cfg: CorpusConfig) -> list[C.Document]:
+def iter_corpus(cfg: CorpusConfig) -> Iterator[C.Document]:
+    """The corpus's documents, lazily (each call reads from the start)."""
     readers = {"bert": C.read_bert_format, "text": C.read_plain_text,
                "hf": lambda p: C.read_hf_dataset(p, cfg.text_field, cfg.topic_field)}
     if cfg.format == "stdlib":
-        docs = C.stdlib_corpus()
+        docs: Iterable[C.Document] = C.stdlib_corpus()
     elif cfg.format in readers:
         if not cfg.path:
             raise C.CorpusError(f"task.corpus.format={cfg.format} needs task.corpus.path")
-        docs = []
-        for d in readers[cfg.format](cfg.path):
-            docs.append(d)
-            if cfg.max_documents and len(docs) >= cfg.max_documents:
-                break
+        docs = readers[cfg.format](cfg.path)
     else:
         raise C.CorpusError(f"unknown task.corpus.format '{cfg.format}'; choose stdlib, bert, text or hf")
-    if cfg.max_documents:
-        docs = docs[:cfg.max_documents]
+    return itertools.islice(docs, cfg.max_documents or None)
+
+
+def read_corpus(cfg: CorpusConfig) -> list[C.Document]:
+    docs = list(iter_corpus(cfg))
     if not docs:
         raise C.CorpusError(f"the corpus ({cfg.format} {cfg.path}) has no documents with text")
     return docs
@@ -105,19 +112,30 @@ class BertTask:
             raise ValueError(f"task.max_len={cfg.max_len} exceeds task.model.max_position={cfg.model.max_position}")
         self.cfg = cfg
         self.nsp = cfg.objective == "mlm+nsp"
-        docs = read_corpus(cfg.corpus)
-        train_docs, valid_docs = C.split_documents(docs, cfg.corpus.valid_fraction, cfg.data_seed)
+        cc = cfg.corpus
+        if cc.stream:
+            # bounded memory: only samples of the corpus are held (tokenizer training, validation, probes)
+            every = max(2, round(1 / cc.valid_fraction))
+            train_docs = list(itertools.islice(split_stream(iter_corpus(cc), every, train=True), cc.memory_docs))
+            valid_docs = list(itertools.islice(split_stream(iter_corpus(cc), every, train=False), cc.memory_docs))
+            docs = train_docs + valid_docs
+        else:
+            docs = read_corpus(cc)
+            train_docs, valid_docs = C.split_documents(docs, cc.valid_fraction, cfg.data_seed)
+        if not train_docs:
+            raise C.CorpusError(f"the corpus ({cc.format} {cc.path}) has no documents with text")
         if self.nsp:
             train_docs = C.keep_nsp_documents(train_docs, "training corpus")
             valid_docs = C.keep_nsp_documents(valid_docs, "validation corpus")
         self.tokenizer = self._tokenizer(train_docs)
         self.masker = Masker(self.tokenizer, cfg.max_len, cfg.mask_prob, cfg.max_predictions, cfg.whole_word)
-        self.train_ids = tokenize_documents(train_docs, self.tokenizer)
         self.valid_ids = tokenize_documents(valid_docs, self.tokenizer)
-        self.pairs = self._pairs(self.train_ids, cfg.dupe_factor)
         self.valid_pairs = self._pairs(self.valid_ids, 1)[:cfg.eval.max_pairs]
         self.docs = docs
-        if not self.pairs:
+        train_ids = tokenize_documents(train_docs, self.tokenizer)   # in stream mode: the in-memory sample
+        self.unigram_top = Counter(t for d in train_ids for s in d for t in s).most_common(1)[0][0]
+        self.pairs = [] if cc.stream else self._pairs(train_ids, cfg.dupe_factor)
+        if not cc.stream and not self.pairs:
             raise C.CorpusError("the training corpus produced no examples; it is too small for task.max_len")
 
     def _tokenizer(self, train_docs):
@@ -128,11 +146,25 @@ class BertTask:
         return corpus_tokenizer([s for d in train_docs for s in d.sentences], cfg.vocab_size,
                                 C.default_cache() / "tokenizers")
 
-    def _pairs(self, ids, passes):
-        rng = random.Random(self.cfg.data_seed)
+    def _pairs(self, ids, passes, rng=None):
+        rng = rng or random.Random(self.cfg.data_seed)
         if not self.nsp:
             return packed_sequences(ids, self.cfg.max_len, self.tokenizer.sep_token_id)
         return [p for _ in range(passes) for p in nsp_pairs(ids, self.cfg.max_len, rng, self.cfg.short_seq_prob)]
+
+    def _stream_documents(self) -> Iterator[C.Document]:
+        """Training documents, lazily; NSP drops one-sentence documents and says how many at each pass's end."""
+        cc = self.cfg.corpus
+        dropped = total = 0
+        for d in split_stream(iter_corpus(cc), max(2, round(1 / cc.valid_fraction)), train=True):
+            total += 1
+            if self.nsp and len(d.sentences) < 2:
+                dropped += 1
+                continue
+            yield d
+        if dropped:
+            warnings.warn(f"streamed training corpus: dropped {dropped} of {total} documents with fewer than two "
+                          "sentences (next-sentence prediction needs two)")
 
     # ------------------------------------------------------------------------------ model
 
@@ -159,7 +191,11 @@ class BertTask:
         return self.masker(self.pairs[index], g, self.nsp)
 
     def train_batches(self, plan: BatchPlan):
-        return step_loader(len(self.pairs), self._example, plan)
+        if not self.cfg.corpus.stream:
+            return step_loader(len(self.pairs), self._example, plan)
+        pairs = example_stream(self._stream_documents, lambda ids, rng: self._pairs(ids, 1, rng), self.tokenizer,
+                               self.cfg.corpus.window, self.cfg.data_seed)
+        return streamed_batches(pairs, lambda p, g: self.masker(p, g, self.nsp), plan)
 
     def _forward(self, model, batch):
         return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_positions"],
@@ -208,8 +244,7 @@ class BertTask:
 
     def _unigram_baseline(self, examples) -> float:
         """Accuracy of always predicting the most frequent training token at every masked position."""
-        counts = Counter(t for p in self.pairs[:20000] for t in p.a + p.b)
-        top = counts.most_common(1)[0][0]
+        top = self.unigram_top
         hits = sum(((e["masked_ids"] == top).float() * e["masked_weights"]).sum().item() for e in examples)
         return hits / sum(e["masked_weights"].sum().item() for e in examples)
 

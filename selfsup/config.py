@@ -47,6 +47,7 @@ class TrainerConfig:
     max_nonfinite: int = 5          # consecutive skipped steps with a NaN/inf loss or gradient before the run stops
     stop_at: int = 0                # end this invocation at this step with a checkpoint (0: max_steps); for time-sliced jobs
     eval_at_end: bool = True        # run the task's evaluation after training and write results.json
+    eval_every: int = 0             # also evaluate every N steps (results.json keeps each step's records)
     count_flops: bool = True        # count FLOPs of one step with torch.utils.flop_counter for MFU
     tensorboard: bool = True        # write TensorBoard events next to metrics.jsonl
     progress: bool = True           # progress bar with ETA on rank 0

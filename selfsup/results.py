@@ -43,7 +43,7 @@ class Result:
     extra: dict = field(default_factory=dict)
 
     def key(self) -> tuple:
-        return (self.task, self.dataset, self.split, self.metric, self.seed, self.config_hash)
+        return (self.task, self.dataset, self.split, self.metric, self.seed, self.config_hash, self.step)
 
 
 def code_version() -> str:
@@ -87,7 +87,7 @@ def read_results(path: str | Path) -> list[Result]:
 
 
 def write_results(path: str | Path, new: list[Result]) -> None:
-    """Merge: a new record replaces an old one with the same task/dataset/split/metric/seed/config."""
+    """Merge: a new record replaces an old one with the same task/dataset/split/metric/seed/config/step."""
     keep = {r.key(): r for r in read_results(path)}
     for r in new:
         keep[r.key()] = r

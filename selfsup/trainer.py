@@ -225,6 +225,8 @@ class Trainer:
 
                 if stop or step == end_step or (tc.checkpoint_every and step % tc.checkpoint_every == 0):
                     last_saved = self._save(step, model, raw, opt, sched, scaler, ema, env, throughput)
+                if tc.eval_every and step % tc.eval_every == 0 and step != tc.max_steps:
+                    self._evaluate(raw, ema, env, step, throughput)
                 if stop:
                     stopped_by = signal.Signals(self._signal).name if self._signal else "signal on another rank"
                     break
@@ -237,16 +239,7 @@ class Trainer:
 
         results = []
         if stopped_by is None and step == tc.max_steps and tc.eval_at_end:
-            # sharded weights are gathered by every rank; rank 0 evaluates a plain copy
-            full = get_model_state_dict(raw, options=FULL) if tc.fsdp and env.distributed else None
-            if env.is_main:
-                eval_model = raw
-                if ema is not None or full is not None:
-                    eval_model = task.build_model().to(env.device)
-                    eval_model.load_state_dict(ema.state_dict(raw) if ema is not None else full)
-                results = evaluate(task, eval_model, self.cfg, self.run_dir, env.device, world_size=env.world_size,
-                                   step=step, throughput=throughput)
-            D.barrier(env)
+            results = self._evaluate(raw, ema, env, step, throughput)
         if env.is_main and stopped_by:
             print(f"[selfsup] {stopped_by} received: saved {last_saved} at step {step}. "
                   f"Continue with the same command and --resume.", flush=True)
@@ -254,6 +247,22 @@ class Trainer:
                 "results": results, "model": raw}
 
     # ------------------------------------------------------------------ pieces
+
+    def _evaluate(self, raw: nn.Module, ema, env: D.Env, step: int, throughput) -> list:
+        """Rank 0 evaluates (EMA weights when on); sharded weights are first gathered by every rank."""
+        full = get_model_state_dict(raw, options=FULL) if self.tc.fsdp and env.distributed else None
+        results = []
+        if env.is_main:
+            eval_model = raw
+            if ema is not None or full is not None:
+                eval_model = self.task.build_model().to(env.device)
+                eval_model.load_state_dict(ema.state_dict(raw) if ema is not None else full)
+            devices = [env.device] if env.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):   # evaluating must not shift the training run's RNG
+                results = evaluate(self.task, eval_model, self.cfg, self.run_dir, env.device,
+                                   world_size=env.world_size, step=step, throughput=throughput)
+        D.barrier(env)
+        return results
 
     def _agree(self, bad: bool, stop: bool, env: D.Env) -> tuple[bool, bool]:
         """One collective per step: every rank skips (and stops) together."""

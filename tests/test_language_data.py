@@ -145,3 +145,17 @@ def test_whole_word_masking_takes_all_pieces(tokenizer):
             tok = pieces[pos - 1]
             if tok.startswith("##"):
                 assert pos - 1 in chosen
+
+
+def test_stream_reads_one_window_at_a_time(tokenizer):
+    from language.instances import nsp_pairs as make
+    from language.stream import example_stream
+    pulled = []
+
+    def open_docs():
+        for i in range(1000):
+            pulled.append(i)
+            yield C.Document([f"the cat sat {i}.", "a dog barked.", "rain fell."])
+    pairs = example_stream(open_docs, lambda ids, rng: make(ids, 32, rng), tokenizer, window=10, seed=0)
+    next(pairs)
+    assert len(pulled) == 10                                 # the rest of the corpus is still on disk

@@ -121,6 +121,15 @@ def test_accumulation_weights_by_loss_count_like_one_big_batch(tmp_path):
         torch.testing.assert_close(acc[k], one[k], rtol=1e-5, atol=1e-6)
 
 
+def test_periodic_evaluation_keeps_each_step_and_the_run_unchanged(tmp_path):
+    base = ["trainer.max_steps=6", "trainer.log_every=1", "task.dropout=0.3"]
+    train(ExampleTask, tmp_path / "a", base + ["trainer.eval_every=2"])
+    train(ExampleTask, tmp_path / "b", base)
+    steps = sorted(r["step"] for r in json.loads((tmp_path / "a" / "results.json").read_text()))
+    assert steps == [2, 4, 6]
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")             # evaluation consumed no training randomness
+
+
 def test_train_writes_run_directory_and_results(tmp_path):
     run = tmp_path / "run"
     summary = train(ExampleTask, run, ["trainer.max_steps=150", "trainer.batch_size=64", "trainer.lr=0.003",
