@@ -1,0 +1,158 @@
+"""Captioning: grammar references, data formats, metrics, decoding with a KV cache, warm start, the task."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+from transformers import BertForPreTraining
+
+from multimodal import data as D
+from multimodal.captions import HELD_OUT, captions, relation
+from multimodal.metrics import CaptionScorer, regex_tokenize
+from multimodal.task import CaptionTask
+from vision.data import ImageDataError
+from vision.scenes import Scene, SceneObject
+
+from conftest import make_cfg, train
+
+
+def test_grammar_gives_distinct_correct_references():
+    a = SceneObject("circle", "red", "large", 0.2, 0.5)
+    b = SceneObject("square", "blue", "small", 0.8, 0.5)
+    refs = captions(Scene((a, b), "grey"), n=5, seed=0)
+    assert len(refs) == len(set(refs)) == 5
+    assert all("red circle" in r or "two shapes" in r or "largest" in r for r in refs)
+    assert relation(a, b) == "to the left of" and relation(b, a) == "to the right of"
+    assert relation(SceneObject("cross", "red", "small", 0.5, 0.1), b) == "above"
+
+
+def test_heldout_split_has_only_unseen_pairs():
+    train = D.scene_split("train", 200, 16)
+    held = D.scene_split("test_heldout", 50, 16)
+    pairs = lambda refs: {(c, s) for r in refs for c, s in HELD_OUT if f"{c} {s}" in r}  # noqa: E731
+    assert not pairs(r for rs in train.refs for r in rs)
+    assert all(any(f"{c} {s}" in r for c, s in HELD_OUT for r in rs) for rs in held.refs)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        D.scene_split("dev", 5, 16)
+
+
+def write_images(root, names):
+    root.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.new("RGB", (20, 20), (255, 0, 0)).save(root / n)
+
+
+def test_coco_karpathy_flickr_formats(tmp_path):
+    write_images(tmp_path / "val2014", ["a.jpg", "b.jpg"])
+    coco = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}, {"id": 3, "file_name": "gone.jpg"}],
+            "annotations": [{"image_id": 1, "id": 9, "caption": "A red square."}, {"image_id": 1, "id": 10, "caption": " "},
+                            {"image_id": 2, "id": 11, "caption": "Red."}, {"image_id": 3, "id": 12, "caption": "x"}]}
+    (tmp_path / "captions.json").write_text(json.dumps(coco))
+    with pytest.warns(UserWarning) as w:
+        s = D.coco_captions(tmp_path / "captions.json", tmp_path / "val2014", 8)
+    messages = " ".join(str(x.message) for x in w)
+    assert "skipped 1 empty captions" in messages and "1 of 3 referenced images are missing" in messages
+    assert len(s) == 2 and s.refs[0] == ["A red square."] and s.images.shape == (2, 3, 8, 8)
+    with pytest.raises(ImageDataError, match="missing"):
+        D.coco_captions(tmp_path / "captions.json", tmp_path / "val2014", 8, strict=True)
+
+    karpathy = {"dataset": "coco", "images": [
+        {"filepath": "val2014", "filename": "a.jpg", "split": "restval", "cocoid": 1, "sentences": [{"raw": "A red square."}]},
+        {"filepath": "val2014", "filename": "b.jpg", "split": "test", "cocoid": 2, "sentences": [{"raw": "Red."}, {"raw": "Red!"}]}]}
+    (tmp_path / "dataset_coco.json").write_text(json.dumps(karpathy))
+    tr = D.karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "train", 8)
+    te = D.karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "test", 8)
+    assert tr.ids == ["1"] and te.refs == [["Red.", "Red!"]]
+    with pytest.raises(ValueError, match="unknown split 'restval'"):
+        D.karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "restval", 8)
+
+    names = [f"{i}.jpg" for i in range(20)]
+    write_images(tmp_path / "flickr", names)
+    (tmp_path / "results.token").write_text("".join(f"{n}#{k}\tcaption {k} of {n}\n" for n in names for k in range(5)))
+    parts = {s: D.flickr30k(tmp_path / "results.token", tmp_path / "flickr", s, 8) for s in ("train", "val", "test")}
+    assert [len(p) for p in parts.values()] == [16, 2, 2] and len(parts["test"].refs[0]) == 5
+    assert not set(parts["train"].ids) & set(parts["test"].ids)
+
+
+def test_metrics_perfect_and_frozen_cider():
+    train_refs = [["a red circle on grey", "one shape"], ["a blue square", "two shapes on black"]] * 5
+    scorer = CaptionScorer(train_refs, use_ptb=False)
+    refs = [["a red circle on grey", "one red circle"], ["a blue square on black", "two shapes"]]
+    perfect = scorer.score(["a red circle on grey", "a blue square on black"], refs)
+    wrong = scorer.score(["two shapes on black", "a red circle"], refs)
+    assert perfect["bleu4"] > 0.9 and perfect["cider_d"] > wrong["cider_d"] and perfect["rouge_l"] == 1.0
+    alone = scorer.score(["a red circle on grey"], refs[:1])["cider_d"]
+    both = scorer.score(["a red circle on grey", "xx"], [refs[0], refs[1]])["cider_d"] * 2 - \
+        scorer.score(["xx"], refs[1:])["cider_d"]
+    assert abs(alone - both) < 1e-9                          # a score does not depend on its batch
+    assert regex_tokenize("A Red, circle!") == "a red circle"
+    assert "spice" in scorer.unavailable()
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    import os
+    os.environ.setdefault("SELFSUP_CACHE", str(tmp_path_factory.mktemp("cache")))
+    from selfsup.config import to_object
+    cfg = to_object(make_cfg(CaptionTask, ["task.data.num_train=200", "task.data.num_eval=16", "task.vocab_size=200",
+                                           "task.text_model.hidden_size=32", "task.text_model.num_heads=2",
+                                           "task.text_model.num_layers=1", "task.text_model.intermediate_size=64",
+                                           "task.eval.max_images=16"])).task
+    return CaptionTask(cfg)
+
+
+def test_decoding_kv_cache_matches_recompute_and_beam1_is_greedy(task):
+    model = task.build_model().eval()
+    images = task.splits["test"].images[:3]
+    greedy = model.generate(images, max_len=8)
+    seq = greedy[:, :1]
+    memory = model.image_tokens(images)
+    with torch.no_grad():
+        for _ in range(greedy.shape[1] - 1):
+            logits = model.decoder(input_ids=seq, encoder_hidden_states=memory).logits[:, -1]
+            seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
+    for row in range(len(images)):                           # equal up to and including the first [SEP]
+        ends = (greedy[row] == task.tokenizer.sep_token_id).nonzero()
+        n = int(ends[0]) + 1 if len(ends) else greedy.shape[1]
+        assert torch.equal(greedy[row, :n], seq[row, :n])
+    assert torch.equal(model.generate(images, max_len=8, num_beams=1), greedy)
+    beams = model.generate(images, max_len=8, num_beams=3)
+    assert beams.shape[0] == 3 and beams[:, 0].eq(task.tokenizer.cls_token_id).all()
+    a, b = model.generate(images, max_len=8, top_p=0.9, seed=1), model.generate(images, max_len=8, top_p=0.9, seed=1)
+    assert torch.equal(a, b)
+
+
+def test_warm_start_from_bert_export(task, tmp_path):
+    from language.model import BertModelConfig, hf_config
+    cfg = BertModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64)
+    bert = BertForPreTraining(hf_config(cfg, len(task.tokenizer)))
+    bert.save_pretrained(str(tmp_path / "bert"))
+    task.tokenizer.save_pretrained(str(tmp_path / "bert"))
+    task.cfg.text_init = str(tmp_path / "bert")
+    try:
+        model = task.build_model()
+        dec = model.decoder.state_dict()
+        src = bert.state_dict()
+        shared = [k for k in dec if k in src]
+        assert len(shared) > 10 and all(torch.equal(dec[k], src[k]) for k in shared)
+        assert any("crossattention" in k for k in dec if k not in src)
+        task.cfg.text_pretrained = False
+        fresh = task.build_model().decoder.state_dict()
+        assert not torch.equal(fresh["bert.embeddings.word_embeddings.weight"], src["bert.embeddings.word_embeddings.weight"])
+    finally:
+        task.cfg.text_init, task.cfg.text_pretrained = "", True
+
+
+def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    train(CaptionTask, run, ["task.data.num_train=200", "task.data.num_eval=16", "task.vocab_size=200",
+                             "task.text_model.hidden_size=32", "task.text_model.num_heads=2", "task.text_model.num_layers=1",
+                             "task.text_model.intermediate_size=64", "task.contrastive_weight=0.5", "task.vision_mode=llrd",
+                             "trainer.max_steps=6", "trainer.batch_size=16", "trainer.log_every=3"])
+    rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "contrastive_loss" in rec[-1] and rec[-1]["caption_loss"] < rec[0]["caption_loss"] + 1
+    res = json.loads((run / "results.json").read_text())
+    assert {(r["split"], r["metric"]) for r in res} >= {("test", "cider_d"), ("test_heldout", "bleu4"), ("test", "rouge_l")}
+    assert res[0]["extra"]["tokenizer"] in ("ptb", "regex")
+    assert (run / "figures" / "step_00000006" / "caption_gallery.png").is_file()
