@@ -2,6 +2,7 @@
 
     python -m benchmarks.evidence mae --seeds 3 --out runs/evidence-mae [--set trainer.max_steps=1500 ...]
     python -m benchmarks.evidence bert --seeds 3 --out runs/evidence-bert
+    python -m benchmarks.evidence caption --seeds 3 --pretrained runs    # uses runs/evidence-{mae,bert}
 
 Each seed trains `TASK --preset tiny` on the embedded data, and evaluates the same architecture at
 step 0 (random weights: `trainer.max_steps=0`); prints mean ± std of every metric for both arms.
@@ -38,6 +39,21 @@ def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
     return json.loads(results.read_text())
 
 
+def arms(task: str, seed: int, out: Path, pretrained: Path) -> list[tuple[str, list[str]]]:
+    """(name, overrides) of the two arms. Pretraining tasks: trained vs step 0. Captioning: the same
+    captioning budget on (MAE encoder + MLM-pretrained decoder) vs (random ViT + random decoder), both
+    with the BERT run's tokenizer and architecture."""
+    if task != "caption":
+        return [("pretrained", []), ("random", ["trainer.max_steps=0"])]
+    mae, bert = pretrained / "evidence-mae" / f"pretrained-s{seed}", pretrained / "evidence-bert" / f"pretrained-s{seed}"
+    export = out / f"bert-export-s{seed}"
+    if not (export / "config.json").exists():
+        subprocess.run([sys.executable, "-m", "selfsup", "export", "bert", "--checkpoint", str(bert), "--out", str(export)],
+                       check=True)
+    return [("pretrained", [f"task.vision_init={mae}", f"task.text_init={export}"]),
+            ("random", [f"task.text_init={export}", "task.text_pretrained=false"])]
+
+
 def time_of(run_dir: Path) -> float:
     """Wall time of a finished run: from its config (written at start) to its results (written at the end)."""
     return (run_dir / "results.json").stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime
@@ -50,12 +66,13 @@ def main() -> None:
     p.add_argument("--out", help="default: runs/evidence-TASK")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for both arms")
     p.add_argument("--write", help="update this RESULTS.md with the table")
+    p.add_argument("--pretrained", default="runs", help="caption: folder holding evidence-mae/ and evidence-bert/")
     args = p.parse_args()
     out = Path(args.out or f"runs/evidence-{args.task}")
     table: dict[tuple[str, str, str], list[float]] = {}
     walls: list[dict] = []
     for seed in range(args.seeds):
-        for arm, extra in (("pretrained", []), ("random", ["trainer.max_steps=0"])):
+        for arm, extra in arms(args.task, seed, out, Path(args.pretrained)):
             results = run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra)
             for r in results:
                 table.setdefault((r["dataset"], r["metric"], arm), []).append(r["value"])

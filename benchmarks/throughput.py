@@ -35,11 +35,12 @@ class Contender:
 
 @dataclass
 class Suite:
-    unit: str                         # what a sample is: "img", "seq"
+    unit: str                         # what a sample is: "img", "seq", "caption"
     batch: object                     # one batch, already on the device
     batch_size: int
     tokens_per_sample: int            # for tokens/s (1 for images)
     contenders: list[Contender]
+    train: bool = True                # False: time the callable under no_grad (decoding), no optimizer
 
 
 def mae_suite(size: str, batch_size: int, device: torch.device) -> Suite:
@@ -88,10 +89,46 @@ def bert_suite(size: str, batch_size: int, device: torch.device) -> Suite:
     ])
 
 
-SUITES = {"mae": mae_suite, "bert": bert_suite}
+def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: int = 1) -> Suite:
+    """Decoding speed: our Captioner.generate vs VisionEncoderDecoderModel.generate (ViT + BERT decoder with
+    cross-attention), same sizes, both with a KV cache, fixed length (no early stop) so both do equal work."""
+    from transformers import BertLMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
+
+    from language.model import BertModelConfig, hf_config
+    from multimodal.model import Captioner
+    from vision.encoder import ViTEncoder
+    from vision.mae import MAEConfig
+    from vision.task import TINY, VIT_B16
+    vcfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
+    tcfg = BertModelConfig() if size == "tiny" else BertModelConfig(768, 12, 12, 3072, 512)
+    vocab, length = (1000, 20) if size == "tiny" else (30522, 30)
+    dec_cfg = hf_config(tcfg, vocab)
+    dec_cfg.is_decoder, dec_cfg.add_cross_attention = True, True
+    dec_cfg.bos_token_id, dec_cfg.eos_token_id, dec_cfg.pad_token_id = 2, 3, 0
+    ours = Captioner(ViTEncoder.random(vcfg), BertLMHeadModel(dec_cfg)).eval()
+    vit = ViTModel(ViTConfig(image_size=vcfg.img_size, patch_size=vcfg.patch_size, hidden_size=vcfg.embed_dim,
+                             num_hidden_layers=vcfg.depth, num_attention_heads=vcfg.num_heads,
+                             intermediate_size=int(vcfg.embed_dim * vcfg.mlp_ratio), attn_implementation="sdpa"),
+                   add_pooling_layer=False)
+    peer = VisionEncoderDecoderModel(encoder=vit, decoder=BertLMHeadModel(dec_cfg)).eval()
+    peer.config.decoder_start_token_id, peer.config.pad_token_id, peer.config.eos_token_id = 2, 0, 3
+    images = torch.randint(0, 256, (batch_size, 3, vcfg.img_size, vcfg.img_size), dtype=torch.uint8, device=device)
+    from vision.transforms import normalize
+    pixels = normalize(images)
+    common = dict(num_beams=num_beams, min_new_tokens=length)
+    return Suite("caption", images, batch_size, length, [
+        Contender("selfsup Captioner.generate", ours, lambda m, b: m.generate(b, max_len=length, num_beams=num_beams, min_len=length)),
+        Contender("transformers VisionEncoderDecoderModel.generate", peer,
+                  lambda m, b: m.generate(pixel_values=pixels, max_new_tokens=length, do_sample=False, **common)),
+    ], train=False)
+
+
+SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite}
 
 
 def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:
+    if not suite.train:
+        return measure_inference(suite, device, precision, steps, repeats)
     runners = []
     for c in suite.contenders:
         model = c.model.to(device).train()
@@ -112,19 +149,7 @@ def measure(suite: Suite, device: torch.device, precision: str, compile: bool, s
             step()
         runners.append((c.name, step, flops))
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    times: dict[str, list[float]] = {name: [] for name, _, _ in runners}
-    for r in range(repeats):
-        order = runners if r % 2 == 0 else runners[::-1]
-        for name, step, _ in order:
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - start) / steps)
+    times = interleaved([(name, step) for name, step, _ in runners], device, steps, repeats)
     peak = peak_flops(device, precision)
     flops0 = runners[0][2]
     rows = []
@@ -139,13 +164,50 @@ def measure(suite: Suite, device: torch.device, precision: str, compile: bool, s
     return rows
 
 
+def interleaved(runners, device: torch.device, steps: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner; repetitions alternate the order so drift hits both sides."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name, _ in runners}
+    for r in range(repeats):
+        for name, fn in (runners if r % 2 == 0 else runners[::-1]):
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync()
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
+
+
+@torch.no_grad()
+def measure_inference(suite: Suite, device, precision, steps, repeats) -> list[dict]:
+    runners = []
+    for c in suite.contenders:
+        model = c.model.to(device).eval()
+
+        def call(model=model, fn=c.loss):
+            with autocast(device, precision):
+                fn(model, suite.batch)
+        call()                                   # warm-up
+        runners.append((c.name, call))
+    times = interleaved(runners, device, steps, repeats)
+    return [{"name": name, "step_s": statistics.median(t), "samples_per_s": suite.batch_size / statistics.median(t),
+             "tokens_per_s": suite.batch_size * suite.tokens_per_sample / statistics.median(t), "tflops": None,
+             "mfu": None, "spread": statistics.pstdev(t) / statistics.median(t)} for name, t in times.items()]
+
+
 def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.device, precision: str) -> str:
     base = rows[0]["samples_per_s"]
-    lines = [f"### {suite_name} — {args.size}, batch {args.batch}, {precision}{', compiled' if args.compile else ''}",
+    what = "decoding" if unit == "caption" else "training step"
+    lines = [f"### {suite_name} {what} — {args.size}, batch {args.batch}, {precision}{', compiled' if args.compile else ''}"
+             f"{f', beams {args.beams}' if unit == 'caption' else ''}",
              "", f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()} · "
              f"{platform.python_version()}", "",
              f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} --device {args.device} "
-             f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}`", "",
+             f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}"
+             f"{f' --beams {args.beams}' if args.suite == 'caption' else ''}`", "",
              f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | ours ÷ this |", "|---|---|---|---|---|---|"]
     for r in rows:
         tf = f"{r['tflops']:.3f}" if r["tflops"] else "-"
@@ -178,17 +240,20 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=5, help="steps per timed repetition")
     p.add_argument("--repeats", type=int, default=6, help="interleaved repetitions per implementation")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--beams", type=int, default=1, help="caption suite: beam size (1: greedy)")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args(argv)
     device = pick_device(args.device, 0)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
-    suite = SUITES[args.suite](args.size, args.batch, device)
+    extra = {"num_beams": args.beams} if args.suite == "caption" else {}
+    suite = SUITES[args.suite](args.size, args.batch, device, **extra)
     rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)
     text = render(rows, args.suite, suite.unit, args, device, precision)
     print(text)
     if args.write:
-        key = f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
+        key = (f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
+               f"{f'-beam{args.beams}' if args.suite == 'caption' else ''}")
         write_section(Path(args.write), key, text)
         print(f"written to {args.write}")
 

@@ -65,11 +65,11 @@ class Captioner(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, max_len: int = 24, num_beams: int = 1, length_penalty: float = 1.0,
-                 top_p: float | None = None, seed: int = 0) -> torch.Tensor:
+                 top_p: float | None = None, seed: int = 0, min_len: int = 0) -> torch.Tensor:
         """Token ids (B, <= 1 + max_len) starting with [CLS]; greedy, beam search, or nucleus sampling."""
         memory = self.image_tokens(images)
         start = torch.full((len(images), 1), self.decoder.config.bos_token_id, device=images.device)
-        kwargs = dict(do_sample=False, num_beams=num_beams, length_penalty=length_penalty)
+        kwargs = dict(do_sample=False, num_beams=num_beams, length_penalty=length_penalty, min_new_tokens=min_len)
         if top_p is not None:
             torch.manual_seed(seed)
             kwargs = dict(do_sample=True, top_p=top_p, top_k=0)
