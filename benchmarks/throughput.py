@@ -231,7 +231,8 @@ def write_section(path: Path, key: str, text: str) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="selfsup bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=sorted(SUITES), default="mae")
     p.add_argument("--size", choices=["tiny", "base"], default="tiny")
     p.add_argument("--device", default="auto")

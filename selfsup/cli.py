@@ -77,6 +77,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_plugin(args) -> int:
+    """Commands other packages add (`leaderboard`, `bench`), found through entry points so that
+    this engine never imports them."""
+    from importlib.metadata import entry_points
+    found = {ep.name: ep for ep in entry_points(group="selfsup.commands")}
+    if args.command not in found:
+        raise ValueError(f"the '{args.command}' command is not installed (reinstall with `pip install -e .`)")
+    return found[args.command].load()(args.rest) or 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfsup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,11 +118,22 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write")
     x.add_argument("--ema", action="store_true", help="export the EMA weights")
     x.set_defaults(fn=cmd_export, preset=None, config=None, set=[])
+
+    for name, what in (("leaderboard", "run a leaderboard suite or render its results (see --help)"),
+                       ("bench", "side-by-side throughput against peer libraries (see --help)")):
+        c = sub.add_parser(name, help=what, add_help=False)
+        c.add_argument("rest", nargs=argparse.REMAINDER)
+        c.set_defaults(fn=cmd_plugin)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if args.fn is cmd_plugin:
+        args.rest = unknown + args.rest       # everything after the command belongs to it, --help included
+    elif unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.fn(args)
     except (ConfigError, CheckpointError, NonFiniteError, ResultsFileError, KeyError, FileNotFoundError, ValueError) as e:

@@ -1,0 +1,43 @@
+"""Leaderboard: a suite end to end, resume without rerunning, numbers equal to the Result records."""
+import json
+
+import pytest
+
+from benchmarks.leaderboard import ci95, main, run_suite
+from benchmarks.suites import smoke
+
+pytestmark = pytest.mark.slow
+
+
+def test_ci95_known_values():
+    assert ci95([1.0]) == (1.0, 0.0)
+    mean, half = ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and abs(half - 4.303 * 1.0 / 3 ** 0.5) < 1e-9
+
+
+def test_smoke_suite_runs_renders_and_resumes(tmp_path, capsys):
+    out = tmp_path / "lb"
+    assert main(["run", "--suite", "smoke", "--seeds", "2", "--out", str(out), "--set", "trainer.progress=false"]) == 0
+    table = (out / "leaderboard.md").read_text()
+    values = {arm: [json.loads((out / f"example-{arm}-s{s}" / "results.json").read_text())[0]["value"] for s in (0, 1)]
+              for arm in ("trained", "random")}
+    row = next(line for line in table.splitlines() if "| accuracy |" in line)
+    assert f"{ci95(values['trained'])[0]:.4f} ± {ci95(values['trained'])[1]:.4f} (2)" in row
+    assert f"{ci95(values['random'])[0]:.4f}" in row
+    assert (out / "leaderboard.html").read_text().count("data:image/png;base64,") == 2
+    assert (out / "leaderboard-example.png").is_file() and (out / "training-curves.png").is_file()
+
+    # resume a half-finished suite: complete runs are skipped, the interrupted one resumes
+    finished = (out / "example-trained-s0" / "results.json").stat().st_mtime
+    (out / "example-trained-s1" / "results.json").unlink()
+    log = run_suite(smoke(), 2, out, ["trainer.progress=false", "trainer.max_steps=40"])
+    assert log == ["example-trained-s0: complete, skipped", "example-random-s0: complete, skipped",
+                   "example-trained-s1: resumed", "example-random-s1: complete, skipped"]
+    assert (out / "example-trained-s0" / "results.json").stat().st_mtime == finished
+
+    # a corrupt results file is reported in the table, not dropped silently
+    (out / "example-random-s1" / "results.json").write_text("{not json")
+    main(["render", str(out), "--suite", "smoke"])
+    table = (out / "leaderboard.md").read_text()
+    assert "Not included" in table and "example-random-s1" in table
+    assert "(1)" in next(line for line in table.splitlines() if "| accuracy |" in line)   # random arm: one seed left
