@@ -148,8 +148,12 @@ class Trainer:
         try:
             while step < end_step:
                 micro = [next(batches) for _ in range(tc.grad_accum)]
+                # counted on the host-side batches, before they move: no device sync in the hot loop
                 counts = [float(task.loss_count(b)) if hasattr(task, "loss_count") else float(batch_size_of(b))
                           for b in micro]
+                window_samples += sum(batch_size_of(b) for b in micro) * env.world_size
+                if hasattr(task, "num_tokens"):
+                    window_tokens += sum(int(task.num_tokens(b)) for b in micro) * env.world_size
                 total = D.all_sum(torch.tensor(sum(counts), dtype=torch.float64, device=env.device), env)
                 step_loss = torch.zeros((), dtype=torch.float64, device=env.device)
                 for i, b in enumerate(micro):
@@ -166,9 +170,6 @@ class Trainer:
                     for k, v in metrics.items():
                         v = v.detach().float() if torch.is_tensor(v) else float(v)   # no host sync until logged
                         extra_acc[k] = extra_acc.get(k, 0.0) + v / len(micro)
-                    window_samples += batch_size_of(b) * env.world_size
-                    if hasattr(task, "num_tokens"):
-                        window_tokens += int(task.num_tokens(b)) * env.world_size
                 scaler.unscale_(opt)
                 grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
                 bad_local = not bool(torch.isfinite(step_loss)) or (precision != "fp16" and not bool(torch.isfinite(grad_norm)))
