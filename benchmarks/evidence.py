@@ -19,10 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from selfsup.results import code_version, hardware
-
 from .throughput import write_section
 
 
@@ -71,16 +67,20 @@ def main() -> None:
     out = Path(args.out or f"runs/evidence-{args.task}")
     table: dict[tuple[str, str, str], list[float]] = {}
     walls: list[dict] = []
+    versions: set[str] = set()
+    machines: set[str] = set()
     for seed in range(args.seeds):
         for arm, extra in arms(args.task, seed, out, Path(args.pretrained)):
             results = run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra)
             for r in results:
                 table.setdefault((r["dataset"], r["metric"], arm), []).append(r["value"])
+                versions.add(r["code_version"])
+                machines.add(r["hardware"])
             if arm == "pretrained":
                 walls.append({"wall": time_of(out / f"{arm}-s{seed}")})
     wall = [r["wall"] for r in walls]
     lines = [f"### {args.task} --preset tiny: pretrained vs random init, mean ± std over {args.seeds} seeds", "",
-             f"{datetime.date.today()} · {hardware(torch.device('cpu'))} · code {code_version()} · "
+             f"{datetime.date.today()} · {', '.join(sorted(machines))} · runs made by code {', '.join(sorted(versions))} · "
              f"pretraining wall time {statistics.mean(wall):.0f} s per seed (training + evaluation)" if wall else "", "",
              f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
              f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",

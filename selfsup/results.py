@@ -6,6 +6,7 @@ where and how (seed, config hash, code version, hardware, wall time, throughput)
 """
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -46,8 +47,10 @@ class Result:
         return (self.task, self.dataset, self.split, self.metric, self.seed, self.config_hash, self.step)
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git describe`` of the source tree (with -dirty), else the package version."""
+    """``git describe`` of the source tree (with -dirty), else the package version; read once per process
+    (the trainer asks at start), so a record names the code that ran, not a later checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,

@@ -102,6 +102,7 @@ class Trainer:
     def fit(self) -> dict:
         tc, task = self.tc, self.task
         env = D.setup(tc.device)
+        code_version()                           # pin the version of the code that runs now
         precision = D.resolve_precision(tc.precision, env.device)
         if tc.fsdp and tc.ema_decay > 0:
             raise ValueError("trainer.ema_decay is not supported with trainer.fsdp=true yet; turn one of them off")
