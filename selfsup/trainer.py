@@ -291,7 +291,6 @@ class Trainer:
                     loss, _ = self.task.loss(probe, b)
                 loss.backward()
             flops = count_training_flops(fwd_bwd)
-        del probe
         return float(flops) or None
 
     def _wrap(self, raw: nn.Module, env: D.Env) -> nn.Module:

@@ -102,7 +102,7 @@ TINY = ["task.model.hidden_size=32", "task.model.num_layers=1", "task.model.num_
 
 
 def corpus_args(f):
-    return [f"task.corpus.format=bert", f"task.corpus.path={f}"]
+    return ["task.corpus.format=bert", f"task.corpus.path={f}"]
 
 
 def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):

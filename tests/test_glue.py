@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from transformers import AutoTokenizer, BertForPreTraining
+from transformers import BertForPreTraining
 
 from language.corpus import CorpusError
 from language.glue import GlueTask, read_glue_tsv
