@@ -237,6 +237,9 @@ class BertTask:
                   Score(ds, "valid", "mlm_accuracy_unigram_baseline", self._unigram_baseline(examples), extra)]
         if self.nsp:
             scores.append(Score(ds, "valid", "nsp_accuracy", sums["nsp_correct"] / sums["seqs"], extra))
+            # one-chunk documents always get a random B, so "random" can be the majority: the bar to clear
+            random_share = sum(p.random_next for p in self.valid_pairs) / len(self.valid_pairs)
+            scores.append(Score(ds, "valid", "nsp_accuracy_majority_baseline", max(random_share, 1 - random_share), extra))
         scores.append(Score(ds, "valid", "pseudo_perplexity", self._pseudo_perplexity(model, device),
                             {"sentences": self.cfg.eval.pppl_sentences}))
         scores += self._topic_probe(model, device, ds)

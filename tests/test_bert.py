@@ -112,7 +112,9 @@ def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):
     rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert rec[-1]["loss"] < rec[0]["loss"] and rec[-1]["tokens_per_s"] > 0 and "nsp_acc" in rec[-1]
     res = {r["metric"]: r["value"] for r in json.loads((run / "results.json").read_text())}
-    assert {"mlm_accuracy", "mlm_loss", "nsp_accuracy", "pseudo_perplexity", "mlm_accuracy_unigram_baseline"} <= set(res)
+    assert {"mlm_accuracy", "mlm_loss", "nsp_accuracy", "pseudo_perplexity", "mlm_accuracy_unigram_baseline",
+            "nsp_accuracy_majority_baseline"} <= set(res)
+    assert 0.5 <= res["nsp_accuracy_majority_baseline"] <= 1
     assert 0 <= res["mlm_accuracy"] <= 1 and res["pseudo_perplexity"] > 1
     # export through the CLI and load with plain transformers
     out = run_cli("export", "bert", "--checkpoint", str(run), "--out", str(tmp_path / "hf"),
