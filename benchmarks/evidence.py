@@ -89,7 +89,8 @@ def main() -> None:
         cells = []
         for arm in ("pretrained", "random"):
             v = table.get((dataset, metric, arm), [])
-            cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}" if v else "-")
+            n = f" (n={len(v)})" if v and len(v) != args.seeds else ""   # a metric only some runs reported
+            cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}{n}" if v else "-")
         lines.append(f"| {dataset} | {metric} | {cells[0]} | {cells[1]} |")
     text = "\n".join(lines) + "\n"
     print(text)
