@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--pretrained", default="runs", help="caption: folder holding evidence-mae/ and evidence-bert/")
     args = p.parse_args()
     out = Path(args.out or f"runs/evidence-{args.task}")
-    table: dict[tuple[str, str, str], list[float]] = {}
+    table: dict[tuple[str, str, str, str], list[float]] = {}
     walls: list[dict] = []
     versions: set[str] = set()
     machines: set[str] = set()
@@ -73,7 +73,7 @@ def main() -> None:
         for arm, extra in arms(args.task, seed, out, Path(args.pretrained)):
             results = run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra)
             for r in results:
-                table.setdefault((r["dataset"], r["metric"], arm), []).append(r["value"])
+                table.setdefault((r["dataset"], r["split"], r["metric"], arm), []).append(r["value"])
                 versions.add(r["code_version"])
                 machines.add(r["hardware"])
             if arm == "pretrained":
@@ -81,17 +81,17 @@ def main() -> None:
     wall = [r["wall"] for r in walls]
     lines = [f"### {args.task} --preset tiny: pretrained vs random init, mean ± std over {args.seeds} seeds", "",
              f"{datetime.date.today()} · {', '.join(sorted(machines))} · runs made by code {', '.join(sorted(versions))} · "
-             f"pretraining wall time {statistics.mean(wall):.0f} s per seed (training + evaluation)" if wall else "", "",
+             f"trained arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)" if wall else "", "",
              f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
              f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",
-             "| dataset | metric | pretrained | random init |", "|---|---|---|---|"]
-    for dataset, metric in sorted({(d, m) for d, m, _ in table}):
+             "| dataset | split | metric | pretrained | random init |", "|---|---|---|---|---|"]
+    for dataset, split, metric in sorted({k[:3] for k in table}):
         cells = []
         for arm in ("pretrained", "random"):
-            v = table.get((dataset, metric, arm), [])
+            v = table.get((dataset, split, metric, arm), [])
             n = f" (n={len(v)})" if v and len(v) != args.seeds else ""   # a metric only some runs reported
             cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}{n}" if v else "-")
-        lines.append(f"| {dataset} | {metric} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {dataset} | {split} | {metric} | {cells[0]} | {cells[1]} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
