@@ -2,16 +2,18 @@
 scored with BLEU / ROUGE-L / CIDEr-D (and METEOR with Java) on test and held-out-combination splits."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from transformers import BertForPreTraining
+from transformers import BertForPreTraining, BertLMHeadModel
 
 from language.model import BertModelConfig, hf_config
-from language.tokenizer import TokenizerError, load_tokenizer, train_wordpiece
+from language.corpus import default_cache
+from language.tokenizer import TokenizerError, corpus_tokenizer, load_tokenizer
 from selfsup.data import step_loader
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
@@ -85,13 +87,9 @@ class CaptionTask:
         self.train, self.splits = self._data(size)
         if cfg.text_init:
             self.tokenizer = load_tokenizer(cfg.text_init)
-        else:
-            from language.corpus import default_cache
-            import hashlib
-            h = hashlib.sha256("\n".join(r for refs in self.train.refs for r in refs).encode()).hexdigest()[:12]
-            out = default_cache() / "tokenizers" / f"captions-{cfg.vocab_size}-{h}"
-            self.tokenizer = load_tokenizer(out) if (out / "tokenizer.json").is_file() else \
-                train_wordpiece([r for refs in self.train.refs for r in refs], cfg.vocab_size, out)
+        else:   # WordPiece on the training captions, cached like any corpus tokenizer
+            self.tokenizer = corpus_tokenizer([r for refs in self.train.refs for r in refs], cfg.vocab_size,
+                                              default_cache() / "tokenizers")
         self.scorer = CaptionScorer(self.train.refs)
 
     def _data(self, size: int):
@@ -130,11 +128,9 @@ class CaptionTask:
         else:
             pretrained, base = None, hf_config(cfg.text_model, len(self.tokenizer))
         base.max_position_embeddings = max(base.max_position_embeddings, cfg.max_len)
-        from transformers import BertLMHeadModel
         decoder = BertLMHeadModel(decoder_config(base, self.tokenizer))
         if pretrained is not None and cfg.text_pretrained:
             warm_start(decoder, pretrained.state_dict())
-        import copy
         encoder = copy.deepcopy(self.vision)
         (encoder.freeze() if cfg.vision_mode == "frozen" else encoder.unfreeze())
         return Captioner(encoder, decoder, cfg.contrastive_dim if cfg.contrastive_weight > 0 else 0)
