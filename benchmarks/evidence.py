@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .throughput import write_section
+from .throughput import publish
 
 
 def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
@@ -92,10 +92,7 @@ def main() -> None:
             n = f" (n={len(v)})" if v and len(v) != args.seeds else ""   # a metric only some runs reported
             cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}{n}" if v else "-")
         lines.append(f"| {dataset} | {split} | {metric} | {cells[0]} | {cells[1]} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(Path(args.write), f"evidence-{args.task}-tiny", text)
+    publish(lines, args.write, f"evidence-{args.task}-tiny")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from pathlib import Path
 
 from selfsup.probes import knn_accuracy
 from selfsup.results import code_version
 from vision import sources
 
-from .throughput import write_section
+from .throughput import publish
 
 
 def main() -> None:
@@ -31,10 +30,7 @@ def main() -> None:
     for label in args.labels:
         acc = knn_accuracy(x_train, train.attributes[label], x_test, test.attributes[label])
         lines.append(f"| scenes-{label} | {acc:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(Path(args.write), f"pixels-scenes-{args.size}", text)
+    publish(lines, args.write, f"pixels-scenes-{args.size}")
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def measure_inference(suite: Suite, device, precision, steps, repeats) -> list[d
              "mfu": None, "spread": statistics.pstdev(t) / statistics.median(t)} for name, t in times.items()]
 
 
-def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.device, precision: str) -> str:
+def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.device, precision: str) -> list[str]:
     base = rows[0]["samples_per_s"]
     what = "decoding" if unit == "caption" else "training step"
     lines = [f"### {suite_name} {what} — {args.size}, batch {args.batch}, {precision}{', compiled' if args.compile else ''}"
@@ -214,7 +214,17 @@ def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.dev
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
         lines.append(f"| {r['name']} | {r['samples_per_s']:,.1f} | {1000 * r['step_s']:.1f} ± {100 * r['spread']:.0f}% | "
                      f"{tf} | {mfu} | {base / r['samples_per_s']:.2f}× |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def publish(lines: list[str], write: str | None, key: str) -> str:
+    """Print a measured table and, with --write, put it in RESULTS.md under its key."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        write_section(Path(write), key, text)
+        print(f"written to {write}")
+    return text
 
 
 def write_section(path: Path, key: str, text: str) -> None:
@@ -250,13 +260,9 @@ def main(argv=None) -> None:
     extra = {"num_beams": args.beams} if args.suite == "caption" else {}
     suite = SUITES[args.suite](args.size, args.batch, device, **extra)
     rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)
-    text = render(rows, args.suite, suite.unit, args, device, precision)
-    print(text)
-    if args.write:
-        key = (f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
-               f"{f'-beam{args.beams}' if args.suite == 'caption' else ''}")
-        write_section(Path(args.write), key, text)
-        print(f"written to {args.write}")
+    key = (f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
+           f"{f'-beam{args.beams}' if args.suite == 'caption' else ''}")
+    publish(render(rows, args.suite, suite.unit, args, device, precision), args.write, key)
 
 
 if __name__ == "__main__":
