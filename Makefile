@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-RUN    ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test install clean
 
@@ -16,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/selfsup train example --preset tiny --run-dir $(RUN)
+	$(VENV)/bin/selfsup leaderboard run --suite quick --seeds 1 --out runs/leaderboard
 
 test: $(STAMP)
 	$(PY) -m pytest -q
