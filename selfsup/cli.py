@@ -65,14 +65,12 @@ def cmd_eval(args) -> int:
 
 def cmd_export(args) -> int:
     """The task's own export format (timm for vision encoders, transformers for BERT)."""
-    from .checkpoint import load_weights
+    from .harness import model_from_checkpoint
     ckpt = resolve_checkpoint(args.checkpoint)
     _, cfg, task = _build_task(args.task, args, ckpt.parent.parent, prefer_saved=True)
     if not hasattr(task, "export"):
         raise ValueError(f"task '{args.task}' has no export format")
-    model = task.build_model()
-    model.load_state_dict(load_weights(ckpt / ("ema.safetensors" if args.ema else "model.safetensors"),
-                                       expected=model.state_dict()))
+    model = model_from_checkpoint(task, ckpt, args.ema)
     print(f"exported {ckpt} to {task.export(model.eval(), Path(args.out))}")
     return 0
 

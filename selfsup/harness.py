@@ -34,12 +34,17 @@ def evaluate(task, model: nn.Module, cfg: DictConfig, run_dir: Path, device: tor
     return results
 
 
-def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: Path, device: torch.device,
-                        use_ema: bool = False) -> list[Result]:
-    ckpt = resolve_checkpoint(checkpoint)
+def model_from_checkpoint(task, ckpt: Path, use_ema: bool = False) -> nn.Module:
+    """The task's model with a checkpoint folder's (or its EMA) weights, names and shapes checked."""
     model = task.build_model()
     weights = ckpt / ("ema.safetensors" if use_ema else "model.safetensors")
     model.load_state_dict(load_weights(weights, expected=model.state_dict()))
-    model.to(device)
+    return model
+
+
+def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: Path, device: torch.device,
+                        use_ema: bool = False) -> list[Result]:
+    ckpt = resolve_checkpoint(checkpoint)
+    model = model_from_checkpoint(task, ckpt, use_ema).to(device)
     meta = read_meta(ckpt)
     return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"))

@@ -256,9 +256,12 @@ class Trainer:
         results = []
         if env.is_main:
             eval_model = raw
-            if ema is not None or full is not None:
+            if full is not None:            # sharded: a plain model from the gathered weights
                 eval_model = self.task.build_model().to(env.device)
-                eval_model.load_state_dict(ema.state_dict(raw) if ema is not None else full)
+                eval_model.load_state_dict(full)
+            elif ema is not None:           # a copy, not a rebuild: no task-side loading per evaluation
+                eval_model = copy.deepcopy(raw)
+                eval_model.load_state_dict(ema.state_dict(raw))
             devices = [env.device] if env.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):   # evaluating must not shift the training run's RNG
                 results = evaluate(self.task, eval_model, self.cfg, self.run_dir, env.device,
