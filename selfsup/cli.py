@@ -76,7 +76,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_plugin(args) -> int:
-    """Commands other packages add (`leaderboard`, `bench`), found through entry points so that
+    """Commands other packages add (`leaderboard`, `bench`, `rl-pretrain`), found through entry points so that
     this engine never imports them."""
     from importlib.metadata import entry_points
     found = {ep.name: ep for ep in entry_points(group="selfsup.commands")}
@@ -117,9 +117,9 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--ema", action="store_true", help="export the EMA weights")
     x.set_defaults(fn=cmd_export, preset=None, config=None, set=[])
 
-    for name, what in (("leaderboard", "run a leaderboard suite or render its results (see --help)"),
-                       ("bench", "side-by-side throughput against peer libraries (see --help)")):
-        c = sub.add_parser(name, help=what, add_help=False)
+    from importlib.metadata import entry_points
+    for ep in sorted(entry_points(group="selfsup.commands"), key=lambda ep: ep.name):
+        c = sub.add_parser(ep.name, help=f"{ep.value.split(':')[0]} (see `selfsup {ep.name} --help`)", add_help=False)
         c.add_argument("rest", nargs=argparse.REMAINDER)
         c.set_defaults(fn=cmd_plugin)
     return p

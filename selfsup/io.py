@@ -42,3 +42,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """A matplotlib figure as PNG, written atomically, then closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
+    return Path(path)

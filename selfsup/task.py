@@ -18,13 +18,14 @@ Optional:
     flops_per_batch(self, batch) -> float       # training FLOPs of one micro-batch (else counted once)
     param_groups(self, model, weight_decay) -> list[dict]   # AdamW groups; a group's "lr_scale" (layer decay) is honoured
     evaluate(self, model, out_dir) -> list[Score]           # see selfsup.results; figures go to out_dir
-    state_dict(self) / load_state_dict(self, d) # task state a resume needs beyond the data position (e.g. envs)
+    state_dict(self) / load_state_dict(self, d) # per-rank task state a resume needs beyond the data position
+                                                # (e.g. RL's rollout); restored before train_batches is called
 
 A Task never touches devices, precision, DDP, checkpoints or logging.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "selfsup.tasks"
@@ -46,6 +47,8 @@ class BatchPlan:
     start_step: int
     num_workers: int = 0
     pin_memory: bool = False
+    model: object = field(default=None, compare=False, repr=False)   # the live (unwrapped) model, for tasks whose
+                                                                     # data depends on it: RL collects rollouts with it
 
     @property
     def global_batch_size(self) -> int:

@@ -84,7 +84,7 @@ class Trainer:
                                   "pass --resume to continue that run, or choose a new --run-dir")
         return latest if self.resume else None
 
-    def _plan(self, env: D.Env, start_step: int) -> BatchPlan:
+    def _plan(self, env: D.Env, start_step: int, model: nn.Module) -> BatchPlan:
         tc = self.tc
         per_rank, rem = divmod(tc.batch_size, env.world_size * tc.grad_accum)
         if rem or per_rank == 0:
@@ -92,7 +92,7 @@ class Trainer:
                              f"world size ({env.world_size}) x trainer.grad_accum ({tc.grad_accum})")
         return BatchPlan(micro_batch_size=per_rank, grad_accum=tc.grad_accum, rank=env.rank,
                          world_size=env.world_size, seed=tc.seed, start_step=start_step,
-                         num_workers=tc.num_workers, pin_memory=env.device.type == "cuda")
+                         num_workers=tc.num_workers, pin_memory=env.device.type == "cuda", model=model)
 
     def _on_signal(self, signum, frame):
         self._signal = signum
@@ -118,8 +118,11 @@ class Trainer:
             raw.load_state_dict(load_weights(resume_from / "model.safetensors", expected=raw.state_dict()))
         seed_everything(tc.seed + env.rank)      # per-rank randomness (masks, dropout) from here on
 
-        start_step = 0 if resume_from is None else int(load_state(resume_from)["step"])
-        plan = self._plan(env, start_step)
+        saved = load_state(resume_from) if resume_from is not None else None
+        start_step = 0 if saved is None else int(saved["step"])
+        if saved is not None:
+            self._restore_task(saved.get("task"), env)     # before train_batches: its first batch may depend on it
+        plan = self._plan(env, start_step, raw)
         batches = iter(task.train_batches(plan))
         first = next(batches)
         batches = itertools.chain([first], batches)
@@ -133,7 +136,7 @@ class Trainer:
         scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")
         ema = EMA(raw, tc.ema_decay) if tc.ema_decay > 0 else None
         if resume_from is not None:
-            self._restore(resume_from, model, opt, sched, scaler, ema, env)
+            self._restore(resume_from, saved, model, opt, sched, scaler, ema, env)
 
         log = MetricsLog(self.run_dir, tc.tensorboard, start_step if resume_from else None) if env.is_main else None
         peak = peak_flops(env.device, precision)
@@ -315,12 +318,13 @@ class Trainer:
         model_state = get_model_state_dict(raw, options=FULL)
         optim_state = get_optimizer_state_dict(raw, opt, options=FULL)
         rng = D.gather_objects(rng_state(), env)
+        task_state = D.gather_objects(self.task.state_dict(), env) if hasattr(self.task, "state_dict") else None
         path = None
         if env.is_main:
             state = {"step": step, "optimizer": optim_state, "scheduler": sched.state_dict(),
                      "scaler": scaler.state_dict(), "rng": rng, "world_size": env.world_size}
-            if hasattr(self.task, "state_dict"):
-                state["task"] = self.task.state_dict()
+            if task_state is not None:
+                state["task"] = task_state            # one entry per rank
             meta = {"task": self.task.name, "config_hash": config_hash(self.cfg), "code_version": code_version(),
                     "world_size": env.world_size, "throughput": throughput}
             path = save_checkpoint(self.run_dir / "checkpoints", step, model_state, state, meta,
@@ -328,8 +332,7 @@ class Trainer:
         D.barrier(env)
         return path if path is not None else self.run_dir / "checkpoints" / f"step_{step:08d}"
 
-    def _restore(self, ckpt: Path, model, opt, sched, scaler, ema, env: D.Env) -> None:
-        state = load_state(ckpt)
+    def _restore(self, ckpt: Path, state: dict, model, opt, sched, scaler, ema, env: D.Env) -> None:
         try:
             set_optimizer_state_dict(model if not isinstance(model, nn.parallel.DistributedDataParallel) else model.module,
                                      opt, state["optimizer"], options=FULL)
@@ -347,5 +350,11 @@ class Trainer:
                   "the data order is kept, per-rank random streams are reseeded", flush=True)
         else:
             set_rng_state(rngs[env.rank])
-        if hasattr(self.task, "load_state_dict") and "task" in state:
-            self.task.load_state_dict(state["task"])
+
+    def _restore_task(self, states: list | None, env: D.Env) -> None:
+        if states is None or not hasattr(self.task, "load_state_dict"):
+            return
+        if len(states) != env.world_size:
+            print(f"[selfsup] resuming {len(states)}-rank task state on {env.world_size} ranks: "
+                  "each rank takes rank (r mod saved ranks)'s state", flush=True)
+        self.task.load_state_dict(states[env.rank % len(states)])
