@@ -26,6 +26,7 @@ from vision.task import TINY
 from . import data as D
 from .metrics import CaptionScorer
 from .model import Captioner, caption_loss, contrastive_loss, decoder_config, warm_start
+from .peer import HFCaptioner
 
 
 @dataclass
@@ -65,6 +66,7 @@ class CaptionTaskConfig:
     max_len: int = 24             # caption tokens, [CLS] and [SEP] included
     contrastive_weight: float = 0.0   # CoCa-style image-text contrastive loss weight (0: off)
     contrastive_dim: int = 64
+    impl: str = "selfsup"         # selfsup | transformers (VisionEncoderDecoderModel, the peer baseline: multimodal.peer)
 
 
 class CaptionTask:
@@ -81,6 +83,11 @@ class CaptionTask:
     def __init__(self, cfg: CaptionTaskConfig):
         if cfg.vision_mode not in ("frozen", "finetune", "llrd"):
             raise ValueError(f"task.vision_mode must be frozen, finetune or llrd, not '{cfg.vision_mode}'")
+        if cfg.impl not in ("selfsup", "transformers"):
+            raise ValueError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
+        if cfg.impl == "transformers" and (cfg.vision_mode == "llrd" or cfg.contrastive_weight > 0):
+            raise ValueError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
+                             "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, contrastive_weight=0")
         self.cfg = cfg
         self.vision = ViTEncoder.from_checkpoint(cfg.vision_init) if cfg.vision_init else ViTEncoder.random(cfg.vision_model)
         size = self.vision.cfg.img_size
@@ -133,9 +140,13 @@ class CaptionTask:
             warm_start(decoder, pretrained.state_dict())
         encoder = copy.deepcopy(self.vision)
         (encoder.freeze() if cfg.vision_mode == "frozen" else encoder.unfreeze())
+        if cfg.impl == "transformers":
+            return HFCaptioner(encoder, decoder)
         return Captioner(encoder, decoder, cfg.contrastive_dim if cfg.contrastive_weight > 0 else 0)
 
     def param_groups(self, model: Captioner, weight_decay: float) -> list[dict]:
+        if self.cfg.impl == "transformers":
+            return default_param_groups(model, weight_decay)
         groups = [] if self.cfg.vision_mode == "frozen" else model.encoder.param_groups(
             weight_decay, layer_decay=self.cfg.layer_decay if self.cfg.vision_mode == "llrd" else 1.0)
         rest = nn.ModuleDict({k: m for k, m in model.named_children() if k != "encoder"})

@@ -156,3 +156,27 @@ def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
     assert {(r["split"], r["metric"]) for r in res} >= {("test", "cider_d"), ("test_heldout", "bleu4"), ("test", "rouge_l")}
     assert res[0]["extra"]["tokenizer"] in ("ptb", "regex")
     assert (run / "figures" / "step_00000006" / "caption_gallery.png").is_file()
+
+
+def test_transformers_peer_holds_our_vit_and_trains(task, tmp_path, monkeypatch):
+    from vision.transforms import normalize
+    task.cfg.impl = "transformers"
+    try:
+        peer = task.build_model().eval()
+    finally:
+        task.cfg.impl = "selfsup"
+    images = task.splits["test"].images[:2]
+    with torch.no_grad():   # patch order is shuffled in ViTMAEModel; the CLS token's output cannot tell
+        theirs = peer.model.encoder(pixel_values=normalize(images)).last_hidden_state[:, 0]
+        ours = task.vision.forward_features(images)[:, 0]
+    assert torch.allclose(theirs, ours, atol=1e-4)
+    assert peer.generate(images, max_len=5, num_beams=2)[:, 0].eq(task.tokenizer.cls_token_id).all()
+
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    out = train(CaptionTask, tmp_path / "peer", [
+        "task.impl=transformers", "task.data.num_train=100", "task.data.num_eval=8", "task.vocab_size=200",
+        "task.text_model.hidden_size=32", "task.text_model.num_heads=2", "task.text_model.num_layers=1",
+        "task.text_model.intermediate_size=64", "trainer.max_steps=3", "trainer.batch_size=8"])
+    assert {r.metric for r in out["results"]} >= {"cider_d", "bleu4"}
+    with pytest.raises(ValueError, match="neither layer-wise"):
+        train(CaptionTask, tmp_path / "bad", ["task.impl=transformers", "task.vision_mode=llrd", "trainer.max_steps=1"])
