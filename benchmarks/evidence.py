@@ -3,9 +3,12 @@
     python -m benchmarks.evidence mae --seeds 3 --out runs/evidence-mae [--set trainer.max_steps=1500 ...]
     python -m benchmarks.evidence bert --seeds 3 --out runs/evidence-bert
     python -m benchmarks.evidence caption --seeds 3 --pretrained runs    # uses runs/evidence-{mae,bert}
+    python -m benchmarks.evidence caption-peer --seeds 3                 # our captioner vs VisionEncoderDecoderModel
 
 Each seed trains `TASK --preset tiny` on the embedded data, and evaluates the same architecture at
 step 0 (random weights: `trainer.max_steps=0`); prints mean ± std of every metric for both arms.
+`caption-peer` instead trains our captioner and transformers' VisionEncoderDecoderModel
+(`task.impl=transformers`) from the same random initial weights, data and budget.
 Finished runs are reused, interrupted ones resumed.
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ def arms(task: str, seed: int, out: Path, pretrained: Path) -> list[tuple[str, l
     """(name, overrides) of the two arms. Pretraining tasks: trained vs step 0. Captioning: the same
     captioning budget on (MAE encoder + MLM-pretrained decoder) vs (random ViT + random decoder), both
     with the BERT run's tokenizer and architecture."""
+    if task == "caption-peer":
+        return [("selfsup", []), ("transformers", ["task.impl=transformers"])]
     if task != "caption":
         return [("pretrained", []), ("random", ["trainer.max_steps=0"])]
     mae, bert = pretrained / "evidence-mae" / f"pretrained-s{seed}", pretrained / "evidence-bert" / f"pretrained-s{seed}"
@@ -70,28 +75,30 @@ def main() -> None:
     versions: set[str] = set()
     machines: set[str] = set()
     for seed in range(args.seeds):
-        for arm, extra in arms(args.task, seed, out, Path(args.pretrained)):
-            results = run(args.task, out / f"{arm}-s{seed}", seed, args.set + extra)
+        arm_list = arms(args.task, seed, out, Path(args.pretrained))
+        for arm, extra in arm_list:
+            results = run(args.task.removesuffix("-peer"), out / f"{arm}-s{seed}", seed, args.set + extra)
             for r in results:
                 table.setdefault((r["dataset"], r["split"], r["metric"], arm), []).append(r["value"])
                 versions.add(r["code_version"])
                 machines.add(r["hardware"])
-            if arm == "pretrained":
+            if arm == arm_list[0][0]:
                 walls.append({"wall": time_of(out / f"{arm}-s{seed}")})
     wall = [r["wall"] for r in walls]
-    lines = [f"### {args.task} --preset tiny: pretrained vs random init, mean ± std over {args.seeds} seeds", "",
+    names = [a for a, _ in arm_list]
+    lines = [f"### {args.task} --preset tiny: {' vs '.join(names)}, mean ± std over {args.seeds} seeds", "",
              f"{datetime.date.today()} · {', '.join(sorted(machines))} · runs made by code {', '.join(sorted(versions))} · "
-             f"trained arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)" if wall else "", "",
+             f"{names[0]} arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)" if wall else "", "",
              f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
              f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",
-             "| dataset | split | metric | pretrained | random init |", "|---|---|---|---|---|"]
+             f"| dataset | split | metric | {' | '.join(names)} |", "|---" * (3 + len(names)) + "|"]
     for dataset, split, metric in sorted({k[:3] for k in table}):
         cells = []
-        for arm in ("pretrained", "random"):
+        for arm in names:
             v = table.get((dataset, split, metric, arm), [])
             n = f" (n={len(v)})" if v and len(v) != args.seeds else ""   # a metric only some runs reported
             cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}{n}" if v else "-")
-        lines.append(f"| {dataset} | {split} | {metric} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {dataset} | {split} | {metric} | {' | '.join(cells)} |")
     publish(lines, args.write, f"evidence-{args.task}-tiny")
 
 

@@ -17,6 +17,9 @@ for suite in mae bert; do
 done
 $PY -m benchmarks.throughput --suite caption $DEV --beams 1 --write "$OUT"
 $PY -m benchmarks.throughput --suite caption $DEV --beams 3 --write "$OUT"
+# PPO env steps/s on a frozen ViT: cached embeddings vs re-encoding every epoch (minigrid envs run on the CPU)
+$PY -m benchmarks.throughput --suite ppo --device "${1:-cuda}" --repeats 2 \
+    $( [ "$SIZE" = tiny ] && echo "--set task.num_steps=16 trainer.batch_size=32" ) --write "$OUT"
 # the same MAE step fed by the suite's own data pipeline (rendered scenes, uint8, workers): samples/s from the trainer
 RUN=$(mktemp -d)/fed
 $PY -m selfsup train mae --preset "$SIZE" --run-dir "$RUN" --set $FED trainer.max_steps=40 trainer.log_every=20 \

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import io
 import json
 import math
 import statistics
@@ -18,9 +17,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from selfsup.io import atomic_write, atomic_write_text
+from selfsup.io import atomic_save_figure, atomic_write_text
 from selfsup.results import ResultsFileError, read_results
+from selfsup.stats import interval_estimate, probability_of_improvement
 
+from .curves import plot_return_curves
 from .suites import SUITES, RunSpec
 
 # two-sided 95% Student-t quantiles by degrees of freedom (n - 1); beyond 30 the normal 1.96
@@ -49,15 +50,24 @@ def _is_complete(run_dir: Path) -> bool:
 
 
 def _resolve(value: str, out: Path, seed: int, specs: dict[str, RunSpec]) -> str:
-    """{run:NAME} -> that run's folder; {export:NAME} -> its task's export format (made once)."""
+    """{run:NAME} -> that run's folder; {export:NAME} -> its task's export format (made once);
+    {frames:ENV} -> frames collected from that env (made once)."""
+    seed_of = lambda name: 0 if specs[name].once else seed  # noqa: E731
     if value.startswith("{run:"):
-        return str(out / f"{value[5:-1]}-s{seed}")
+        return str(out / f"{value[5:-1]}-s{seed_of(value[5:-1])}")
+    if value.startswith("{frames:"):
+        env = value[8:-1]
+        folder = out / f"frames-{env}"
+        if not (folder / "frames").is_dir():
+            subprocess.run([sys.executable, "-m", "selfsup", "rl-pretrain", "--frames-only", "--env", env,
+                            "--out", str(folder)], check=True)
+        return str(folder / "frames")
     if value.startswith("{export:"):
         name = value[8:-1]
-        export = out / f"{name}-s{seed}" / "export"
+        export = out / f"{name}-s{seed_of(name)}" / "export"
         if not export.is_dir():
             subprocess.run([sys.executable, "-m", "selfsup", "export", specs[name].task, "--checkpoint",
-                            str(out / f"{name}-s{seed}"), "--out", str(export)], check=True)
+                            str(export.parent), "--out", str(export)], check=True)
         return str(export)
     return value
 
@@ -68,6 +78,8 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
     by_name = {s.name: s for s in specs}
     for seed in range(seeds):
         for spec in specs:
+            if spec.once and seed > 0:
+                continue
             run_dir = out / f"{spec.name}-s{seed}"
             if _is_complete(run_dir):
                 log.append(f"{run_dir.name}: complete, skipped")
@@ -113,18 +125,44 @@ def collect(out: Path, specs: list[RunSpec]) -> tuple[dict, list[str]]:
     return table, problems
 
 
+def _tables(table: dict, arms: list[str], header, cell) -> list[str]:
+    """One pipe table per group, with only the arms that group has."""
+    lines = []
+    for group in sorted({k[0] for k in table}):
+        keys = sorted(k for k in table if k[0] == group)
+        group_arms = [a for a in arms if any(table[k].get(a) for k in keys)]
+        lines += ["| group | dataset | split | metric | " + " | ".join(header(a) for a in group_arms) + " |",
+                  "|---" * (4 + len(group_arms)) + "|"]
+        lines += [f"| {' | '.join(k)} | " + " | ".join(cell(k, a) for a in group_arms) + " |" for k in keys]
+        lines.append("")
+    return lines
+
+
 def markdown(table: dict, arms: list[str], problems: list[str]) -> str:
-    lines = ["| group | dataset | split | metric | " + " | ".join(f"{a} (mean ± 95% CI, n)" for a in arms) + " |",
-             "|---" * (4 + len(arms)) + "|"]
-    for (group, dataset, split, metric), by_arm in sorted(table.items()):
-        cells = []
-        for a in arms:
-            v = by_arm.get(a)
-            cells.append(f"{ci95(v)[0]:.4f} ± {ci95(v)[1]:.4f} ({len(v)})" if v else "–")
-        lines.append(f"| {group} | {dataset} | {split} | {metric} | " + " | ".join(cells) + " |")
+    def cell(key, arm):
+        v = table[key].get(arm)
+        return f"{ci95(v)[0]:.4f} ± {ci95(v)[1]:.4f} ({len(v)})" if v else "–"
+    lines = _tables(table, arms, lambda a: f"{a} (mean ± 95% CI, n)", cell)
     if problems:
-        lines += ["", "**Not included** (fix or move aside, then render again):"] + [f"- {p}" for p in problems]
+        lines += ["**Not included** (fix or move aside, then render again):"] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
+
+
+def markdown_iqm(table: dict, arms: list[str], baselines: dict[str, str]) -> str:
+    """Interquartile mean with its 95% stratified-bootstrap CI, and P(a run of the arm scores higher than a run
+    of the group's baseline arm) with its CI (Agarwal et al., 2021): robust to one odd seed, honest at few seeds."""
+    def cell(key, arm):
+        v, baseline = table[key].get(arm), baselines.get(key[0], "")
+        if not v:
+            return "–"
+        point, lo, hi = interval_estimate(v)
+        text = f"{point:.4f} [{lo:.4f}, {hi:.4f}]"
+        base = table[key].get(baseline)
+        if base and arm != baseline:
+            p, plo, phi = probability_of_improvement(v, base)
+            text += f"; {p:.2f} [{plo:.2f}, {phi:.2f}]"
+        return text
+    return "\n".join(_tables(table, arms, lambda a: f"{a} IQM [95% CI]; P(> baseline)", cell)) + "\n"
 
 
 def plot_groups(table: dict, arms: list[str], out_dir: Path) -> list[Path]:
@@ -145,13 +183,7 @@ def plot_groups(table: dict, arms: list[str], out_dir: Path) -> list[Path]:
         ax.set_xticklabels([f"{k[1]}/{k[3]}" for k in keys], rotation=60, ha="right", fontsize=7)
         ax.set_title(f"{group}: mean and 95% CI over seeds")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"leaderboard-{group}.png"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        atomic_write(path, lambda p, data=buf.getvalue(): p.write_bytes(data))
-        paths.append(path)
+        paths.append(atomic_save_figure(fig, out_dir / f"leaderboard-{group}.png"))
     return paths
 
 
@@ -178,30 +210,46 @@ def plot_curves(out: Path, specs: list[RunSpec]) -> Path | None:
         ax.set_title(f"{g}: training loss")
         ax.set_xlabel("step")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    path = out / "training-curves.png"
-    atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
-    return path
+    return atomic_save_figure(fig, out / "training-curves.png")
+
+
+def _html(md: str) -> str:
+    """The leaderboard's own Markdown (headings, paragraphs, pipe tables) as HTML."""
+    parts, rows = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                tag = "td" if rows else "th"
+                rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>"
+                                             for c in line.strip("|").split("|")) + "</tr>")
+            continue
+        if rows:
+            parts.append(f"<table>{''.join(rows)}</table>")
+            rows = []
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            parts.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    return "".join(parts)
 
 
 def render(out: Path, suite: str) -> Path:
     specs = SUITES[suite]()
     arms = list(dict.fromkeys(s.arm for s in specs))
     table, problems = collect(out, specs)
-    md = f"# Leaderboard: suite `{suite}`\n\n" + markdown(table, arms, problems)
+    baselines = {s.group: s.baseline for s in specs}
+    md = (f"# Leaderboard: suite `{suite}`\n\n" + markdown(table, arms, problems) +
+          "\n## Interquartile mean over seeds (95% stratified-bootstrap CI); P(arm > group baseline)\n\n" +
+          "Baselines: " + ", ".join(f"{g}: {b}" for g, b in sorted(baselines.items())) + "\n\n" +
+          markdown_iqm(table, arms, baselines))
     atomic_write_text(out / "leaderboard.md", md)
-    pngs = plot_groups(table, arms, out) + [p for p in [plot_curves(out, specs)] if p]
+    pngs = plot_groups(table, arms, out) + [p for p in [plot_curves(out, specs), plot_return_curves(out, specs)] if p]
     images = "".join(f'<img alt="{p.name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"><br>'
                      for p in pngs)
-    rows = md.splitlines()[2:]
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r.strip("|").split("|")) + "</tr>"
-                   for r in rows if r.startswith("|") and not r.startswith("|---"))
     page = (f"<!doctype html><meta charset='utf-8'><title>selfsup leaderboard: {suite}</title>"
-            "<style>body{font-family:sans-serif}td{border:1px solid #ccc;padding:2px 6px}</style>"
-            f"<h1>Leaderboard: suite {suite}</h1><table>{body}</table>{images}")
+            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+            f"{_html(md)}{images}")
     atomic_write_text(out / "leaderboard.html", page)
     return out / "leaderboard.html"
 

@@ -3,7 +3,9 @@
 A run's `arm` names its side of a comparison ("pretrained" vs "random"); runs of one `group`
 are shown side by side. Runs execute in list order; `{run:NAME}` in an override is replaced by that
 earlier run's folder for the same seed, `{export:NAME}` by its export (made on demand), so a suite
-can chain pretraining into captioning.
+can chain pretraining into captioning. `{frames:ENV}` is a folder of frames collected from a gymnasium env
+(made once, by `selfsup rl-pretrain --frames-only`). A spec with ``once=True`` runs for seed 0 only and every
+seed's `{run:NAME}` points at that run (e.g. one pretrained encoder under several policy seeds).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ class RunSpec:
     arm: str                      # "pretrained" | "random" | ...
     preset: str = "tiny"
     overrides: tuple[str, ...] = ()       # may name earlier runs of the list: {run:NAME}, {export:NAME}
+    once: bool = False                    # run for seed 0 only; shared by every seed's {run:NAME}
+    baseline: str = "random"              # the arm of this group that "probability of improvement" is against
 
 
 def _pair(group: str, task: str, steps: int, extra: tuple[str, ...] = ()) -> list[RunSpec]:
@@ -27,7 +31,7 @@ def _pair(group: str, task: str, steps: int, extra: tuple[str, ...] = ()) -> lis
 
 
 def quick() -> list[RunSpec]:
-    """The whole story at tiny scale on a CPU (~15 minutes for one seed on 2 cores)."""
+    """The whole story at tiny scale on a CPU (~17 minutes for one seed on 2 cores)."""
     caption = ("trainer.max_steps=400", "task.data.num_train=4000", "task.data.num_eval=300")
     return [
         *_pair("mae", "mae", 600, ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")),
@@ -36,7 +40,37 @@ def quick() -> list[RunSpec]:
                 overrides=caption + ("task.vision_init={run:mae-pretrained}", "task.text_init={export:bert-pretrained}")),
         RunSpec("caption-random", "caption", "caption", "random",
                 overrides=caption + ("task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
+        *_rl(300, 160, ("mae-frozen", "scratch-cnn")),      # PPO, 10,240 env steps per run
     ]
+
+
+ALL_ARMS = ("mae-frozen", "random-vit-frozen", "mae-finetune", "scratch-cnn")
+
+
+def _rl(mae_steps: int, ppo_steps: int, arms: tuple[str, ...], env: str = "MiniGrid-Empty-5x5-v0",
+        preset: str = "minigrid") -> list[RunSpec]:
+    """An MAE pretrained in-domain on 20k random-policy MiniGrid frames (one, shared by every policy seed), then
+    PPO from 56x56 RGB views with the chosen encoder arms; scratch-cnn is the baseline."""
+    ppo = ("task.eval_episodes=32", f"trainer.max_steps={ppo_steps}", f"task.env.id={env}")
+    mae = ("task.encoder.init={run:rl-mae}",)
+    specs = {
+        "mae-frozen": ppo + mae,
+        "random-vit-frozen": ppo,
+        "mae-finetune": ppo + mae + ("task.encoder.mode=finetune",),
+        "scratch-cnn": ppo + ("task.encoder.kind=cnn",),
+    }
+    return [RunSpec("rl-mae", "mae", "rl-mae", "in-domain", once=True,
+                    overrides=(f"trainer.max_steps={mae_steps}", "task.data.source=folder",
+                               f"task.data.path={{frames:{env}}}", "task.data.store_size=56", "task.min_crop_scale=0.5",
+                               "task.model.img_size=56", "task.model.patch_size=8"))] + \
+        [RunSpec(f"rl-{arm.replace('-vit', '')}", "ppo", "rl", arm, preset, specs[arm], baseline="scratch-cnn")
+         for arm in arms]
+
+
+def rl() -> list[RunSpec]:
+    """The RL evidence: 20,480 env steps per policy run, four encoder arms. ~10 min for the MAE, then ~7 min
+    per seed on 2 cores (finetuning re-encodes every sample in every PPO epoch: most of it)."""
+    return _rl(1500, 320, ALL_ARMS)
 
 
 def full() -> list[RunSpec]:
@@ -52,6 +86,7 @@ def full() -> list[RunSpec]:
                 overrides=("task.vision_model.img_size=224", "task.vision_model.patch_size=16",
                            "task.vision_model.embed_dim=768", "task.vision_model.depth=12", "task.vision_model.num_heads=12",
                            "task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
+        *_rl(10_000, 3200, ALL_ARMS, env="MiniGrid-DoorKey-5x5-v0", preset="doorkey"),   # 204,800 env steps
     ]
 
 
@@ -61,4 +96,4 @@ def smoke() -> list[RunSpec]:
             RunSpec("example-random", "example", "example", "random", overrides=("trainer.max_steps=0",))]
 
 
-SUITES = {"quick": quick, "full": full, "smoke": smoke}
+SUITES = {"quick": quick, "rl": rl, "full": full, "smoke": smoke}

@@ -243,7 +243,8 @@ def write_section(path: Path, key: str, text: str) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="selfsup bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=sorted(SUITES), default="mae")
+    p.add_argument("--suite", choices=sorted(SUITES) + ["ppo"], default="mae",
+                   help="ppo: env steps/s with cached frozen embeddings vs re-encoding (see benchmarks/ppo_speed.py)")
     p.add_argument("--size", choices=["tiny", "base"], default="tiny")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")
@@ -253,10 +254,20 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--beams", type=int, default=1, help="caption suite: beam size (1: greedy)")
     p.add_argument("--write", help="update this RESULTS.md with the table")
+    p.add_argument("--set", nargs="*", default=[], help="ppo suite: overrides of the ppo minigrid preset")
     args = p.parse_args(argv)
     device = pick_device(args.device, 0)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
+    if args.suite == "ppo":
+        from .ppo_speed import measure_ppo, render as render_ppo
+        header = [f"### PPO env steps/s, frozen ViT encoder — MiniGrid-Empty-5x5, preset minigrid, {precision}", "",
+                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()}", "",
+                  f"Command: `selfsup bench --suite ppo --device {args.device} --repeats {args.repeats}"
+                  f"{' --set ' + ' '.join(args.set) if args.set else ''}`", ""]
+        rows = measure_ppo(device, precision, args.repeats, args.set)
+        publish(render_ppo(rows, header), args.write, f"ppo-{device.type}-{precision}")
+        return
     extra = {"num_beams": args.beams} if args.suite == "caption" else {}
     suite = SUITES[args.suite](args.size, args.batch, device, **extra)
     rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)

@@ -3,8 +3,10 @@ import json
 
 import pytest
 
-from benchmarks.leaderboard import ci95, main, run_suite
-from benchmarks.suites import smoke
+from benchmarks.curves import arm_curves, plot_return_curves
+from benchmarks.leaderboard import _resolve, ci95, main, run_suite
+from benchmarks.suites import RunSpec, smoke
+from selfsup.stats import interval_estimate, probability_of_improvement
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +26,10 @@ def test_smoke_suite_runs_renders_and_resumes(tmp_path, capsys):
     row = next(line for line in table.splitlines() if "| accuracy |" in line)
     assert f"{ci95(values['trained'])[0]:.4f} ± {ci95(values['trained'])[1]:.4f} (2)" in row
     assert f"{ci95(values['random'])[0]:.4f}" in row
+    iqm_row = [line for line in table.splitlines() if "| accuracy |" in line][1]
+    point, lo, hi = interval_estimate(values["trained"])
+    p, plo, phi = probability_of_improvement(values["trained"], values["random"])
+    assert f"{point:.4f} [{lo:.4f}, {hi:.4f}]; {p:.2f} [{plo:.2f}, {phi:.2f}]" in iqm_row
     assert (out / "leaderboard.html").read_text().count("data:image/png;base64,") == 2
     assert (out / "leaderboard-example.png").is_file() and (out / "training-curves.png").is_file()
 
@@ -41,3 +47,22 @@ def test_smoke_suite_runs_renders_and_resumes(tmp_path, capsys):
     table = (out / "leaderboard.md").read_text()
     assert "Not included" in table and "example-random-s1" in table
     assert "(1)" in next(line for line in table.splitlines() if "| accuracy |" in line)   # random arm: one seed left
+
+
+def test_once_runs_are_shared_by_every_seed(tmp_path):
+    specs = {"enc": RunSpec("enc", "mae", "g", "a", once=True), "pol": RunSpec("pol", "ppo", "g", "b")}
+    assert _resolve("{run:enc}", tmp_path, 3, specs) == str(tmp_path / "enc-s0")
+    assert _resolve("{run:pol}", tmp_path, 3, specs) == str(tmp_path / "pol-s3")
+
+
+def test_return_curves_interpolate_runs_onto_one_grid(tmp_path):
+    for seed, scale in ((0, 1.0), (1, 0.5)):
+        d = tmp_path / f"rl-x-s{seed}" / "figures" / "step_00000010"
+        d.mkdir(parents=True)
+        (d / "return_curve.json").write_text(json.dumps({"env_steps": [100, 200, 300 + seed], "return": [0.0, scale, scale],
+                                                         "episodes": [1, 1, 1]}))
+    specs = [RunSpec("rl-x", "ppo", "rl", "arm")]
+    grid, runs = arm_curves(tmp_path, specs, points=3)["arm"]
+    assert list(grid) == [100, 200, 300] and runs.shape == (2, 3)
+    assert runs[:, 1].tolist() == [1.0, 0.5]
+    assert plot_return_curves(tmp_path, specs).is_file()
