@@ -27,7 +27,8 @@ def run_episodes(cfg: EnvConfig, policy, episodes: int, seed: int, device: torch
         running, after_done = np.zeros(n), np.zeros(n, bool)
         while min(len(d) for d in done_eps) < per_env:
             logits, _ = policy(obs=torch.as_tensor(obs, device=device))
-            action = logits.argmax(-1) if greedy else torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=g)[:, 0]
+            probs = torch.softmax(logits.float(), -1)
+            action = logits.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=g)[:, 0]
             obs, reward, term, trunc, _ = envs.step(action.cpu().numpy())
             valid = ~after_done
             running += np.where(valid, reward, 0.0)

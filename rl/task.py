@@ -173,7 +173,8 @@ class PPOTask:
         size = plan.micro_batch_size
         n = n_minibatches * size * plan.grad_accum
         for epoch in range(self.cfg.update_epochs):
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(plan.seed, plan.rank, iteration, 2, epoch)))
+            g = torch.Generator().manual_seed(_mix(plan.seed, plan.rank, iteration, 2, epoch))
+            perm = torch.randperm(n, generator=g)
             for m in range(n_minibatches):
                 if epoch * n_minibatches + m < skip:
                     continue
@@ -214,7 +215,8 @@ class PPOTask:
         loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
         with torch.no_grad():
             metrics = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent,
-                       "approx_kl": mean((ratio - 1) - log_ratio), "clipfrac": mean(((ratio - 1).abs() > cfg.clip_coef).float()),
+                       "approx_kl": mean((ratio - 1) - log_ratio),
+                       "clipfrac": mean(((ratio - 1).abs() > cfg.clip_coef).float()),
                        "env_steps": float(self.env_steps)}
         if self.last_return == self.last_return:     # known once an episode has ended
             metrics["episodic_return"] = self.last_return
@@ -245,4 +247,5 @@ class PPOTask:
 
     def load_state_dict(self, state: dict) -> None:
         self.curve, self.env_steps = [list(c) for c in state["curve"]], int(state["env_steps"])
-        self.iteration, self.last_return, self.rollout = int(state["iteration"]), float(state["last_return"]), state["rollout"]
+        self.iteration, self.last_return = int(state["iteration"]), float(state["last_return"])
+        self.rollout = state["rollout"]
