@@ -7,6 +7,7 @@ turn its Result records into a Markdown table, a self-contained HTML page and PN
 from __future__ import annotations
 
 import argparse
+import datetime
 import base64
 import html
 import json
@@ -102,10 +103,11 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def collect(out: Path, specs: list[RunSpec]) -> tuple[dict, list[str]]:
-    """(group, dataset, split, metric) -> arm -> [value per seed], and the problems found (corrupt files)."""
+def collect(out: Path, specs: list[RunSpec]) -> tuple[dict, list[str], dict]:
+    """(group, dataset, split, metric) -> arm -> [value per seed], the problems found (corrupt files), and
+    provenance: the hardware and code versions the results came from."""
     table: dict = defaultdict(lambda: defaultdict(list))
-    problems = []
+    problems, provenance = [], {"hardware": set(), "code": set()}
     for spec in specs:
         for run_dir in sorted(out.glob(f"{spec.name}-s*")):
             if not run_dir.is_dir():
@@ -122,7 +124,9 @@ def collect(out: Path, specs: list[RunSpec]) -> tuple[dict, list[str]]:
                     latest[k] = r
             for (dataset, split, metric), r in latest.items():
                 table[(spec.group, dataset, split, metric)][spec.arm].append(r.value)
-    return table, problems
+                provenance["hardware"].add(r.hardware)
+                provenance["code"].add(r.code_version)
+    return table, problems, provenance
 
 
 def _tables(table: dict, arms: list[str], header, cell) -> list[str]:
@@ -234,16 +238,22 @@ def _html(md: str) -> str:
     return "".join(parts)
 
 
-def render(out: Path, suite: str) -> Path:
+def render(out: Path, suite: str, write: str | None = None, command: str = "") -> Path:
+    """leaderboard.md / .html / PNGs in ``out``; with ``write``, the tables also go into that RESULTS.md."""
     specs = SUITES[suite]()
     arms = list(dict.fromkeys(s.arm for s in specs))
-    table, problems = collect(out, specs)
+    table, problems, provenance = collect(out, specs)
     baselines = {s.group: s.baseline for s in specs}
     md = (f"# Leaderboard: suite `{suite}`\n\n" + markdown(table, arms, problems) +
           "\n## Interquartile mean over seeds (95% stratified-bootstrap CI); P(arm > group baseline)\n\n" +
           "Baselines: " + ", ".join(f"{g}: {b}" for g, b in sorted(baselines.items())) + "\n\n" +
           markdown_iqm(table, arms, baselines))
     atomic_write_text(out / "leaderboard.md", md)
+    if write:
+        from .throughput import write_section
+        header = (f"### Leaderboard: suite `{suite}`\n\n{datetime.date.today()} · {', '.join(sorted(provenance['hardware']))}"
+                  f" · runs made by code {', '.join(sorted(provenance['code']))}\n\nCommand: `{command}`\n\n")
+        write_section(Path(write), f"leaderboard-{suite}", header + md.split("\n", 2)[2])
     pngs = plot_groups(table, arms, out) + [p for p in [plot_curves(out, specs), plot_return_curves(out, specs)] if p]
     images = "".join(f'<img alt="{p.name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"><br>'
                      for p in pngs)
@@ -266,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("render", help="render a suite's results")
     d.add_argument("out")
     d.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    for sp in (r, d):
+        sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
     args = p.parse_args(argv)
     out = Path(args.out)
     if args.verb == "run":
@@ -274,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not out.is_dir():
         print(f"selfsup leaderboard: error: {out} is not a folder of runs", file=sys.stderr)
         return 2
-    page = render(out, args.suite)
+    command = "selfsup leaderboard " + " ".join(argv if argv is not None else sys.argv[2:])
+    page = render(out, args.suite, args.write, command)
     print((out / "leaderboard.md").read_text())
     print(f"HTML: {page.resolve()}")
     return 0

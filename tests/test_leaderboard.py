@@ -41,6 +41,13 @@ def test_smoke_suite_runs_renders_and_resumes(tmp_path, capsys):
                    "example-trained-s1: resumed", "example-random-s1: complete, skipped"]
     assert (out / "example-trained-s0" / "results.json").stat().st_mtime == finished
 
+    # --write puts the tables into a RESULTS.md section with the command and where the numbers came from
+    results_md = tmp_path / "RESULTS.md"
+    main(["render", str(out), "--suite", "smoke", "--write", str(results_md)])
+    section = results_md.read_text()
+    assert "<!-- leaderboard-smoke -->" in section and f"Command: `selfsup leaderboard render {out}" in section
+    assert f"{ci95(values['trained'])[0]:.4f}" in section and "runs made by code" in section
+
     # a corrupt results file is reported in the table, not dropped silently
     (out / "example-random-s1" / "results.json").write_text("{not json")
     main(["render", str(out), "--suite", "smoke"])
