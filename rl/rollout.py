@@ -38,12 +38,13 @@ def start(envs, policy, seed: int, device: torch.device) -> Carry:
 
 @torch.no_grad()
 def collect(envs, policy, carry: Carry, num_steps: int, device: torch.device, generator: torch.Generator,
-            store_embeddings: bool, update_norm: bool = False, clip_rewards: bool = False):
+            store_embeddings: bool, update_norm: bool = False, clip_rewards: bool = False, reuse_frames: bool = True):
     """Run ``num_steps`` steps of every env with the current policy.
 
     Returns (rollout, carry, episodes): rollout is a dict of CPU tensors with leading (T, N) dims —
     "obs" (or "emb" when ``store_embeddings``), actions, logprobs, values, rewards, terminated, truncated,
     valid — plus "last_value" (N,); episodes is a list of (return, length) of the episodes that ended.
+    With a frozen per-frame backbone and stacked frames, each new frame is embedded once (``embed_history``).
     """
     store_key = "emb" if store_embeddings else "obs"
     stored, keys = [], ("actions", "logprobs", "values", "rewards", "terminated", "truncated", "valid")
@@ -69,12 +70,31 @@ def collect(envs, policy, carry: Carry, num_steps: int, device: torch.device, ge
                      ("terminated", torch.as_tensor(term)), ("truncated", torch.as_tensor(trunc)),
                      ("valid", torch.as_tensor(valid))):
             cols[k].append(v)
+        carry.emb = embed_history(policy, obs, carry.obs, carry.emb, device) if reuse_frames else \
+            policy.embed(torch.as_tensor(obs, device=device))
         carry.obs, carry.after_done = obs, done & valid
-        carry.emb = policy.embed(torch.as_tensor(obs, device=device))
     _, last_value = policy.heads(carry.emb)
     rollout = {store_key: torch.stack(stored), **{k: torch.stack(v) for k, v in cols.items()},
                "last_value": last_value.float().cpu()}
     return rollout, carry, episodes
+
+
+def embed_history(policy, obs: np.ndarray, prev_obs: np.ndarray, prev_emb: torch.Tensor,
+                  device: torch.device) -> torch.Tensor:
+    """Embeddings of stacked observations (N, k, H, W, 3), reusing the previous step's per-frame embeddings
+    wherever the stack only shifted by one frame: the embedding history costs one frame per env step.
+    Stacks that did not shift (a reset, padded with the first frame) are embedded whole."""
+    per_frame = getattr(policy, "frozen", False) and obs.ndim == 5 and obs.shape[1] > 1 and prev_emb.ndim >= 3
+    if not per_frame:
+        return policy.embed(torch.as_tensor(obs, device=device))
+    shifted = torch.as_tensor((obs[:, :-1] == prev_obs[:, 1:]).reshape(len(obs), -1).all(1), device=device)
+    emb = torch.empty_like(prev_emb)
+    x = torch.as_tensor(obs, device=device)
+    if shifted.any():
+        emb[shifted] = torch.cat([prev_emb[shifted, 1:], policy.embed(x[shifted][:, -1:])], 1)
+    if (~shifted).any():
+        emb[~shifted] = policy.embed(x[~shifted])
+    return emb
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,

@@ -161,7 +161,7 @@ def _count_embedded(monkeypatch) -> list[int]:
     original = ViTBackbone.forward
 
     def counting(self, obs):
-        seen[0] += obs.shape[0]
+        seen[0] += obs.shape[0] * obs.shape[1]          # frames: (B, history, H, W, 3)
         return original(self, obs)
     monkeypatch.setattr(ViTBackbone, "forward", counting)
     return seen
@@ -176,6 +176,24 @@ def test_frozen_encoder_embeds_each_env_step_once(tmp_path, monkeypatch, mode):
         assert seen[0] == rollout_frames
     else:                                              # finetuning re-embeds every sample in every epoch
         assert seen[0] == rollout_frames + 2 * 4 * 32
+
+
+def test_embedding_history_embeds_each_new_frame_once(monkeypatch):
+    seen = _count_embedded(monkeypatch)
+    cfg = to_object(make_cfg(PPOTask, SMALL_MINIGRID + ["task.env.history=3"])).task
+    policy = PPOTask(cfg).build_model().eval()
+    envs = make_vector_env(cfg.env)
+    cpu, out = torch.device("cpu"), {}
+    for reuse in (True, False):
+        carry = start(envs, policy, 5, cpu)
+        seen[0] = 0
+        r, _, _ = collect(envs, policy, carry, 60, cpu, torch.Generator().manual_seed(0), True, reuse_frames=reuse)
+        out[reuse] = (r, seen[0])
+    torch.testing.assert_close(out[True][0]["emb"], out[False][0]["emb"], atol=1e-4, rtol=1e-4)
+    assert torch.equal(out[True][0]["actions"], out[False][0]["actions"])
+    assert out[False][1] == 2 * 60 * 3                       # every stack embedded whole
+    resets = int((~out[True][0]["valid"]).sum())
+    assert out[True][1] == 2 * 60 + resets * 2               # one new frame per step; whole stacks after a reset
 
 
 # ---------------------------------------------------------------------------------------------- PPO end to end
