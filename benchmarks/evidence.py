@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--out", help="default: runs/evidence-TASK")
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for both arms")
     p.add_argument("--write", help="update this RESULTS.md with the table")
+    p.add_argument("--key", help="its RESULTS.md section (default: evidence-TASK-tiny); name ablations apart")
     p.add_argument("--pretrained", default="runs", help="caption: folder holding evidence-mae/ and evidence-bert/")
     args = p.parse_args()
     out = Path(args.out or f"runs/evidence-{args.task}")
@@ -90,6 +91,7 @@ def main() -> None:
              f"{datetime.date.today()} · {', '.join(sorted(machines))} · runs made by code {', '.join(sorted(versions))} · "
              f"{names[0]} arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)" if wall else "", "",
              f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
+             f"{f' --out {args.out}' if args.out else ''}{f' --key {args.key}' if args.key else ''}"
              f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",
              f"| dataset | split | metric | {' | '.join(names)} |", "|---" * (3 + len(names)) + "|"]
     for dataset, split, metric in sorted({k[:3] for k in table}):
@@ -99,7 +101,7 @@ def main() -> None:
             n = f" (n={len(v)})" if v and len(v) != args.seeds else ""   # a metric only some runs reported
             cells.append(f"{statistics.mean(v):.4f} ± {statistics.stdev(v) if len(v) > 1 else 0:.4f}{n}" if v else "-")
         lines.append(f"| {dataset} | {split} | {metric} | {' | '.join(cells)} |")
-    publish(lines, args.write, f"evidence-{args.task}-tiny")
+    publish(lines, args.write, args.key or f"evidence-{args.task}-tiny")
 
 
 if __name__ == "__main__":
