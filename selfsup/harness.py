@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .checkpoint import load_weights, read_meta, resolve_checkpoint
+from .checkpoint import load_state, load_weights, read_meta, resolve_checkpoint
 from .config import config_hash
 from .results import Result, Score, code_version, hardware, write_results
 
@@ -46,5 +46,8 @@ def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: 
                         use_ema: bool = False) -> list[Result]:
     ckpt = resolve_checkpoint(checkpoint)
     model = model_from_checkpoint(task, ckpt, use_ema).to(device)
+    states = load_state(ckpt).get("task")
+    if states and hasattr(task, "load_state_dict"):   # rank 0's task state, as the run evaluated it (e.g. RL counters)
+        task.load_state_dict(states[0])
     meta = read_meta(ckpt)
     return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"))
