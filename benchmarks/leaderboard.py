@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from selfsup.io import atomic_save_figure, atomic_write_text
-from selfsup.results import ResultsFileError, read_results
+from selfsup.results import ResultsFileError, read_results, run_complete
 from selfsup.stats import interval_estimate, probability_of_improvement
 
 from .curves import plot_return_curves
@@ -41,13 +41,6 @@ def ci95(values: list[float]) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- running
-
-
-def _is_complete(run_dir: Path) -> bool:
-    try:
-        return bool(read_results(run_dir / "results.json"))
-    except ResultsFileError:
-        return False
 
 
 def _resolve(value: str, out: Path, seed: int, specs: dict[str, RunSpec]) -> str:
@@ -82,7 +75,7 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
             if spec.once and seed > 0:
                 continue
             run_dir = out / f"{spec.name}-s{seed}"
-            if _is_complete(run_dir):
+            if run_complete(run_dir):
                 log.append(f"{run_dir.name}: complete, skipped")
                 continue
             overrides = []

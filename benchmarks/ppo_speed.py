@@ -11,13 +11,14 @@ loops (ours, peer, peer, ours, ...) so machine noise hits both; medians are comp
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
 from selfsup.config import resolve, to_object
 from selfsup.distributed import autocast
 from selfsup.task import BatchPlan
+
+from .throughput import interleaved
 
 
 def _loop(cache: bool, device: torch.device, precision: str, overrides: list[str]):
@@ -52,17 +53,7 @@ def measure_ppo(device: torch.device, precision: str, repeats: int, overrides: l
              "CleanRL-style (re-encode every epoch)": _loop(False, device, precision, overrides)}
     for fn, _ in loops.values():
         fn()                                       # warm-up: first rollout, allocator
-    times: dict[str, list[float]] = {name: [] for name in loops}
-    order = list(loops)
-    for r in range(repeats):
-        for name in (order if r % 2 == 0 else order[::-1]):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loops[name][0]()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved([(name, fn) for name, (fn, _) in loops.items()], device, steps=1, repeats=repeats)
     return [{"name": name, "iteration_s": statistics.median(t), "env_steps_per_s": loops[name][1] / statistics.median(t),
              "spread": statistics.pstdev(t) / statistics.median(t)} for name, t in times.items()]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rl.pipeline import in_domain_mae
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -60,9 +62,7 @@ def _rl(mae_steps: int, ppo_steps: int, arms: tuple[str, ...], env: str = "MiniG
         "scratch-cnn": ppo + ("task.encoder.kind=cnn",),
     }
     return [RunSpec("rl-mae", "mae", "rl-mae", "in-domain", once=True,
-                    overrides=(f"trainer.max_steps={mae_steps}", "task.data.source=folder",
-                               f"task.data.path={{frames:{env}}}", "task.data.store_size=56", "task.min_crop_scale=0.5",
-                               "task.model.img_size=56", "task.model.patch_size=8"))] + \
+                    overrides=(f"trainer.max_steps={mae_steps}", *in_domain_mae(f"{{frames:{env}}}")))] + \
         [RunSpec(f"rl-{arm.replace('-vit', '')}", "ppo", "rl", arm, preset, specs[arm], baseline="scratch-cnn")
          for arm in arms]
 

@@ -25,11 +25,18 @@ from tqdm.auto import tqdm
 from selfsup.checkpoint import latest_checkpoint
 from selfsup.config import load_saved, resolve, to_object
 from selfsup.harness import model_from_checkpoint
-from selfsup.results import ResultsFileError, read_results
+from selfsup.results import run_complete
 from selfsup.trainer import Trainer
 
 from .envs import EnvConfig, make_vector_env
 from .task import MINIGRID_VIT, PPOTask
+
+
+def in_domain_mae(frames: str) -> tuple[str, ...]:
+    """`mae` overrides for pretraining on a folder of env frames: one 8-px patch per MiniGrid tile, frames kept
+    at their 56 px, milder crops than MAE's 0.2 (a gridworld's layout is the signal)."""
+    return (*(f"task.model.{k}={v}" for k, v in MINIGRID_VIT.items()), "task.data.source=folder",
+            f"task.data.path={frames}", f"task.data.store_size={MINIGRID_VIT['img_size']}", "task.min_crop_scale=0.5")
 
 
 def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0, policy=None) -> Path:
@@ -66,15 +73,8 @@ def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0
     return out
 
 
-def _complete(run_dir: Path) -> bool:
-    try:
-        return bool(read_results(run_dir / "results.json"))
-    except ResultsFileError:
-        return False
-
-
 def run_stage(task_cls, preset: str, overrides: list[str], run_dir: Path) -> None:
-    if _complete(run_dir):
+    if run_complete(run_dir):
         print(f"[rl-pretrain] {run_dir} is complete, skipped", flush=True)
         return
     resume = latest_checkpoint(run_dir / "checkpoints") is not None
@@ -116,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames_only:
         return 0
 
-    vit = {k: v for k, v in MINIGRID_VIT.items()}
-    mae_overrides = [*(f"task.model.{k}={v}" for k, v in vit.items()), "task.data.source=folder",
-                     f"task.data.path={frames}", f"task.data.store_size={vit['img_size']}", "task.min_crop_scale=0.5",
-                     f"trainer.seed={args.seed}", *args.mae_set]
-    run_stage(MAETask, args.mae_preset, mae_overrides, out / "mae")
+    run_stage(MAETask, args.mae_preset, [*in_domain_mae(str(frames)), f"trainer.seed={args.seed}", *args.mae_set],
+              out / "mae")
     run_stage(PPOTask, args.ppo_preset, [*ppo_overrides, f"task.encoder.init={out / 'mae'}", "task.encoder.mode=frozen",
                                          f"trainer.seed={args.seed}"], out / "ppo")
     return 0

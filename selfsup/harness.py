@@ -46,8 +46,9 @@ def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: 
                         use_ema: bool = False) -> list[Result]:
     ckpt = resolve_checkpoint(checkpoint)
     model = model_from_checkpoint(task, ckpt, use_ema).to(device)
-    states = load_state(ckpt).get("task")
-    if states and hasattr(task, "load_state_dict"):   # rank 0's task state, as the run evaluated it (e.g. RL counters)
-        task.load_state_dict(states[0])
+    if hasattr(task, "load_state_dict"):   # rank 0's task state, as the run evaluated it (e.g. RL counters)
+        states = load_state(ckpt).get("task")
+        if states:
+            task.load_state_dict(states[0])
     meta = read_meta(ckpt)
     return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"))

@@ -89,6 +89,14 @@ def read_results(path: str | Path) -> list[Result]:
         raise ResultsFileError(f"{path} is not a valid results file ({e}); move it aside to start a new one") from None
 
 
+def run_complete(run_dir: str | Path) -> bool:
+    """A run is finished when its results.json holds records (a corrupt one counts as not finished)."""
+    try:
+        return bool(read_results(Path(run_dir) / "results.json"))
+    except ResultsFileError:
+        return False
+
+
 def write_results(path: str | Path, new: list[Result]) -> None:
     """Merge: a new record replaces an old one with the same task/dataset/split/metric/seed/config/step."""
     keep = {r.key(): r for r in read_results(path)}

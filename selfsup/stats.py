@@ -39,15 +39,18 @@ def pooled_iqm(x: np.ndarray) -> np.ndarray:
     return iqm(x.reshape(*x.shape[:-2], -1), axis=-1)
 
 
+def _percentile_interval(point: float, boot: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return point, float(lo), float(hi)
+
+
 def interval_estimate(scores, statistic: Callable[[np.ndarray], np.ndarray] = pooled_iqm, reps: int = 2000,
                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """(point, low, high): the statistic and its percentile stratified-bootstrap interval."""
     x = _as_runs_by_tasks(scores)
     point = float(statistic(x))
-    boot = statistic(_resample(x, reps, np.random.default_rng(seed)))
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return point, float(lo), float(hi)
+    return _percentile_interval(point, statistic(_resample(x, reps, np.random.default_rng(seed))), confidence)
 
 
 def _prob_greater(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -65,7 +68,4 @@ def probability_of_improvement(x, y, reps: int = 2000, confidence: float = 0.95,
         raise ValueError(f"x and y must cover the same tasks: {x.shape[1]} vs {y.shape[1]} columns")
     rng = np.random.default_rng(seed)
     point = float(_prob_greater(x, y))
-    boot = _prob_greater(_resample(x, reps, rng), _resample(y, reps, rng))
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return point, float(lo), float(hi)
+    return _percentile_interval(point, _prob_greater(_resample(x, reps, rng), _resample(y, reps, rng)), confidence)
