@@ -4,10 +4,12 @@
     python -m benchmarks.evidence bert --seeds 3 --out runs/evidence-bert
     python -m benchmarks.evidence caption --seeds 3 --pretrained runs    # uses runs/evidence-{mae,bert}
     python -m benchmarks.evidence caption-peer --seeds 3                 # our captioner vs VisionEncoderDecoderModel
+    python -m benchmarks.evidence vit-finetune --seeds 3 --pretrained runs --set task.data.label=shape
 
 Each seed trains `TASK --preset tiny` on the embedded data, and evaluates the same architecture at
 step 0 (random weights: `trainer.max_steps=0`); prints mean ± std of every metric for both arms.
-`caption-peer` instead trains our captioner and transformers' VisionEncoderDecoderModel
+`vit-finetune` finetunes the MAE runs/evidence-mae/pretrained-sN (MAE's main protocol) against the same
+budget from random weights. `caption-peer` instead trains our captioner and transformers' VisionEncoderDecoderModel
 (`task.impl=transformers`) from the same random initial weights, data and budget.
 Finished runs are reused, interrupted ones resumed.
 """
@@ -39,11 +41,14 @@ def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
 
 
 def arms(task: str, seed: int, out: Path, pretrained: Path) -> list[tuple[str, list[str]]]:
-    """(name, overrides) of the two arms. Pretraining tasks: trained vs step 0. Captioning: the same
+    """(name, overrides) of the two arms. Pretraining tasks: trained vs step 0. Finetuning: from the MAE
+    run of the same seed vs from random weights. Captioning: the same
     captioning budget on (MAE encoder + MLM-pretrained decoder) vs (random ViT + random decoder), both
     with the BERT run's tokenizer and architecture."""
     if task == "caption-peer":
         return [("selfsup", []), ("transformers", ["task.impl=transformers"])]
+    if task == "vit-finetune":
+        return [("pretrained", [f"task.init={pretrained / 'evidence-mae' / f'pretrained-s{seed}'}"]), ("random", [])]
     if task != "caption":
         return [("pretrained", []), ("random", ["trainer.max_steps=0"])]
     mae, bert = pretrained / "evidence-mae" / f"pretrained-s{seed}", pretrained / "evidence-bert" / f"pretrained-s{seed}"

@@ -231,7 +231,7 @@ def write_section(path: Path, key: str, text: str) -> None:
     """Replace this suite/size/device's section in RESULTS.md, keeping the others."""
     from selfsup.io import atomic_write_text
     begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    old = path.read_text() if path.exists() else "# Measured figures\n\nWritten by `benchmarks/throughput.py` and `benchmarks/evidence.py`; never edited by hand.\n"
+    old = path.read_text() if path.exists() else "# Measured figures\n\nWritten by the benchmark scripts (`--write`); no figure is typed by hand.\n"
     block = f"{begin}\n{text}{end}"
     if begin in old and end in old:
         new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]

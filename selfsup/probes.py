@@ -60,15 +60,22 @@ def _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g) -> None:
 
 
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+                 k: int = 20, temperature: float = 0.07, chunk: int = 1024,
+                 groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
     """Weighted kNN on cosine similarity (Wu et al. 2018; DINO's protocol): each of the k nearest
-    training features votes for its class with weight exp(similarity / temperature)."""
+    training features votes for its class with weight exp(similarity / temperature).
+
+    ``groups=(train_g, test_g)`` keeps only neighbours of another group than the query's (e.g. the
+    shape of an object of a *different* colour): it tells a feature that encodes the class from one
+    that finds look-alikes."""
     train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     k = min(k, len(train_x))
     correct = 0
     for i in range(0, len(test_x), chunk):
         sim = test_x[i:i + chunk] @ train_x.T                          # (b, N)
+        if groups is not None:
+            sim = sim.masked_fill(groups[1][i:i + chunk, None] == groups[0][None], float("-inf"))
         top_sim, top_idx = sim.topk(k, dim=1)                          # (b, k)
         votes = torch.zeros(len(sim), num_classes)
         votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())

@@ -148,6 +148,9 @@ def test_scenes_are_seeded_and_labelled():
     assert labels.tolist() == [SHAPES.index(s.objects[0].shape) for s in a.scenes]
     for s in a.scenes:
         assert all(o.size != s.objects[0].size for o in s.objects[1:])    # the main object is the unique largest
+    quadrants = a.labels("position").tolist()
+    assert quadrants == [2 * (s.objects[0].y >= 0.5) + (s.objects[0].x >= 0.5) for s in a.scenes]
+    assert set(quadrants) <= {0, 1, 2, 3} and len(set(quadrants)) > 1
     held = render_scenes(50, 16, seed=1, progress=False, exclude=frozenset({("red", "circle")}))
     assert not any((o.colour, o.shape) == ("red", "circle") for s in held.scenes for o in s.objects)
 

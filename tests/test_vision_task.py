@@ -29,6 +29,18 @@ def test_probes_separate_separable_features_and_not_noise():
     assert linear_probe(noise[:300], y[:300], noise[300:], y[300:], epochs=30) < 0.5
 
 
+def test_knn_across_groups_tells_look_alikes_from_encoding():
+    """Features that only find same-group look-alikes fail when neighbours must come from another group."""
+    g = torch.Generator().manual_seed(0)
+    y, group = torch.arange(400) % 4, torch.arange(400) // 4 % 5
+    lookalike = torch.randn(4, 5, 16, generator=g)[y, group] + 0.1 * torch.randn(400, 16, generator=g)
+    encoding = torch.randn(4, 16, generator=g)[y] * 4 + torch.randn(400, 16, generator=g)
+    split = lambda x: (x[:300], y[:300], x[300:], y[300:])  # noqa: E731
+    groups = (group[:300], group[300:])
+    assert knn_accuracy(*split(lookalike)) > 0.95 and knn_accuracy(*split(lookalike), groups=groups) < 0.5
+    assert knn_accuracy(*split(encoding), groups=groups) > 0.95
+
+
 @pytest.fixture(scope="module")
 def mae_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("mae") / "run"

@@ -19,7 +19,8 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 90, 230), 
            "purple": (150, 60, 200), "orange": (245, 140, 30), "white": (235, 235, 235)}
 SIZES = {"small": 0.12, "medium": 0.18, "large": 0.26}          # radius as a fraction of the image side
 BACKGROUNDS = {"black": (15, 15, 20), "grey": (90, 90, 95), "navy": (20, 25, 70), "brown": (70, 45, 25)}
-ATTRIBUTES = ("shape", "colour", "size", "count", "background")  # what a probe can predict
+ATTRIBUTES = ("shape", "colour", "size", "count", "background", "position")  # what a probe can predict
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")   # "position": where the main object's centre is
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,14 @@ class Scene:
             return len(self.objects) - 1
         if attribute == "background":
             return list(BACKGROUNDS).index(self.background)
+        if attribute == "position":
+            return int(2 * (o.y >= 0.5) + (o.x >= 0.5))
         raise ValueError(f"unknown scene attribute '{attribute}'; choose one of {', '.join(ATTRIBUTES)}")
 
 
 def num_classes(attribute: str, max_objects: int = 3) -> int:
     return {"shape": len(SHAPES), "colour": len(COLOURS), "size": len(SIZES), "count": max_objects,
-            "background": len(BACKGROUNDS)}[attribute]
+            "background": len(BACKGROUNDS), "position": len(QUADRANTS)}[attribute]
 
 
 def sample_scene(rng: np.random.Generator, max_objects: int = 3,
