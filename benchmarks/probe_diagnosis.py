@@ -15,7 +15,8 @@ MAE run given. For each (attribute, nuisance) pair, e.g. shape across colour:
   objects in the top half -> the bottom half).
 
 A feature that encodes the attribute keeps its accuracy across the nuisance; one that matches
-appearance, like raw pixels, falls toward chance.
+appearance, like raw pixels, falls toward chance. The last rows say what the 20 nearest training
+scenes (cosine) share with each test scene, against the chance that two random scenes share it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from collections import defaultdict
 
 import torch
 
-from selfsup.probes import knn_accuracy, linear_probe
+from selfsup.probes import knn_accuracy, linear_probe, nearest
 from selfsup.results import code_version
 from vision import sources
 from vision.encoder import ViTEncoder
@@ -37,6 +38,7 @@ from vision.transforms import eval_view
 from .throughput import publish
 
 PAIRS = (("shape", "colour"), ("shape", "position"), ("colour", "shape"))
+SHARED = ("shape", "colour", "size", "count", "position", "background")   # what neighbours may have in common
 
 
 def diagnose(train_x, test_x, train_a: dict, test_a: dict, epochs: int) -> dict[str, float]:
@@ -54,6 +56,15 @@ def diagnose(train_x, test_x, train_a: dict, test_a: dict, epochs: int) -> dict[
     return out
 
 
+def shared(train_x, test_x, train_a: dict, test_a: dict, k: int = 20) -> dict[str, float]:
+    """Per attribute, the fraction of each test scene's k nearest training scenes that match it there."""
+    hits = dict.fromkeys(SHARED, 0.0)
+    for i, _, idx in nearest(train_x, test_x, k):
+        for a in SHARED:
+            hits[a] += (train_a[a][idx] == test_a[a][i:i + len(idx), None]).float().mean(1).sum().item()
+    return {f"neighbours sharing {a}": h / len(test_x) for a, h in hits.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="*", default=[], help="MAE runs (or checkpoints) trained on the default scenes")
@@ -66,13 +77,17 @@ def main() -> None:
     size = encoders[0].cfg.img_size if encoders else args.size
     train, test = sources.load(sources.ImageDataConfig(), size)
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
-    rows["raw pixels"].append(diagnose(train.images.flatten(1).float() / 255, test.images.flatten(1).float() / 255,
-                                       train.attributes, test.attributes, args.epochs))
+    rows["chance"].append({f"neighbours sharing {a}": (torch.bincount(train.attributes[a]).float() / len(train.images))
+                           .pow(2).sum().item() for a in SHARED})    # two random scenes agree
+    pixels = train.images.flatten(1).float() / 255, test.images.flatten(1).float() / 255
+    rows["raw pixels"].append({**diagnose(*pixels, train.attributes, test.attributes, args.epochs),
+                               **shared(*pixels, train.attributes, test.attributes)})
     for seed, enc in enumerate(encoders):
         torch.manual_seed(seed)
         for name, e in (("ViT, random weights", ViTEncoder.random(enc.cfg)), ("ViT, MAE-pretrained", enc)):
             f_train, f_test = (extract_features(e, eval_view(s.images, size))[args.pool] for s in (train, test))
-            rows[name].append(diagnose(f_train, f_test, train.attributes, test.attributes, args.epochs))
+            rows[name].append({**diagnose(f_train, f_test, train.attributes, test.attributes, args.epochs),
+                               **shared(f_train, f_test, train.attributes, test.attributes)})
             print(name, seed, {k: round(v, 3) for k, v in rows[name][-1].items()}, flush=True)
     names = list(rows)
     runs = " ".join(args.runs)
@@ -84,7 +99,10 @@ def main() -> None:
     for probe in rows["raw pixels"][0]:
         cells = []
         for name in names:
-            v = [r[probe] for r in rows[name]]
+            v = [r[probe] for r in rows[name] if probe in r]
+            if not v:
+                cells.append("")
+                continue
             cells.append(f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
         lines.append(f"| {probe} | " + " | ".join(cells) + " |")
     publish(lines, args.write, f"probe-diagnosis-scenes-{size}-{args.pool}")

@@ -59,6 +59,19 @@ def _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g) -> None:
             sched.step()
 
 
+def nearest(train_x: torch.Tensor, test_x: torch.Tensor, k: int = 20, chunk: int = 1024,
+            groups: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Yield (start, similarities (b, k), indices (b, k)) of each test chunk's k nearest training features by
+    cosine similarity. ``groups=(train_g, test_g)`` keeps only neighbours of another group than the query's."""
+    train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
+    k = min(k, len(train_x))
+    for i in range(0, len(test_x), chunk):
+        sim = test_x[i:i + chunk] @ train_x.T                          # (b, N)
+        if groups is not None:
+            sim = sim.masked_fill(groups[1][i:i + chunk, None] == groups[0][None], float("-inf"))
+        yield i, *sim.topk(k, dim=1)
+
+
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                  k: int = 20, temperature: float = 0.07, chunk: int = 1024,
                  groups: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
@@ -68,16 +81,10 @@ def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     ``groups=(train_g, test_g)`` keeps only neighbours of another group than the query's (e.g. the
     shape of an object of a *different* colour): it tells a feature that encodes the class from one
     that finds look-alikes."""
-    train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    k = min(k, len(train_x))
     correct = 0
-    for i in range(0, len(test_x), chunk):
-        sim = test_x[i:i + chunk] @ train_x.T                          # (b, N)
-        if groups is not None:
-            sim = sim.masked_fill(groups[1][i:i + chunk, None] == groups[0][None], float("-inf"))
-        top_sim, top_idx = sim.topk(k, dim=1)                          # (b, k)
-        votes = torch.zeros(len(sim), num_classes)
+    for i, top_sim, top_idx in nearest(train_x, test_x, k, chunk, groups):
+        votes = torch.zeros(len(top_sim), num_classes)
         votes.scatter_add_(1, train_y[top_idx], (top_sim / temperature).exp())
         correct += (votes.argmax(1) == test_y[i:i + chunk]).sum().item()
     return correct / len(test_x)

@@ -23,10 +23,11 @@ def test_throughput_suite_runs_and_records(tmp_path, capsys, suite):
 def test_probe_diagnosis_separates_encoding_from_look_alikes():
     """A feature made of (shape, colour, quadrant) look-alike codes keeps kNN but loses it across the nuisance;
     a feature that encodes shape alone keeps every shape probe."""
-    from benchmarks.probe_diagnosis import diagnose
+    from benchmarks.probe_diagnosis import diagnose, shared
     g = torch.Generator().manual_seed(0)
     n = 1400
     attrs = {"shape": torch.arange(n) % 5, "colour": torch.arange(n) // 5 % 7, "position": torch.arange(n) // 35 % 4}
+    attrs.update(size=attrs["shape"] % 2, count=attrs["colour"] % 3, background=torch.arange(n) // 140 % 4)
     combo = (attrs["shape"] * 7 + attrs["colour"]) * 4 + attrs["position"]
     lookalike = torch.randn(140, 32, generator=g)[combo] + 0.05 * torch.randn(n, 32, generator=g)
     encoding = torch.randn(5, 32, generator=g)[attrs["shape"]] * 3 + torch.randn(n, 32, generator=g)
@@ -39,3 +40,6 @@ def test_probe_diagnosis_separates_encoding_from_look_alikes():
     shape_rows = [k for k in enc if k.startswith("shape")]
     assert len(shape_rows) == 6 and all(enc[k] > 0.9 for k in shape_rows)
     assert "colour: linear, trained on 3 shapes, tested on the other 2" in enc
+    look, enc = (shared(x[:1000], x[1000:], train_a, test_a, k=5) for x in (lookalike, encoding))
+    assert all(look[f"neighbours sharing {a}"] > 0.95 for a in ("shape", "colour", "position"))
+    assert enc["neighbours sharing shape"] > 0.95 and enc["neighbours sharing colour"] < 0.3
