@@ -48,9 +48,11 @@ def diagnose(train_x, test_x, train_a: dict, test_a: dict, epochs: int) -> dict[
         ytr, yte, ntr, nte = train_a[target], test_a[target], train_a[nuisance], test_a[nuisance]
         half = (num_classes(nuisance) + 1) // 2
         a, b = ntr < half, nte >= half
-        out.setdefault(f"{target}: kNN", knn_accuracy(train_x, ytr, test_x, yte))
+        if f"{target}: kNN" not in out:          # the plain probes once per target, not once per nuisance
+            out[f"{target}: kNN"] = knn_accuracy(train_x, ytr, test_x, yte)
         out[f"{target}: kNN, neighbours of another {nuisance}"] = knn_accuracy(train_x, ytr, test_x, yte, groups=(ntr, nte))
-        out.setdefault(f"{target}: linear", linear_probe(train_x, ytr, test_x, yte, epochs=epochs))
+        if f"{target}: linear" not in out:
+            out[f"{target}: linear"] = linear_probe(train_x, ytr, test_x, yte, epochs=epochs)
         out[f"{target}: linear, trained on {half} {nuisance}s, tested on the other {num_classes(nuisance) - half}"] = \
             linear_probe(train_x[a], ytr[a], test_x[b], yte[b], epochs=epochs)
     return out
