@@ -18,6 +18,7 @@ from selfsup.data import step_loader
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
 from selfsup.results import Score
+from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
 from vision.encoder import ViTEncoder
 from vision.mae import MAEConfig
@@ -195,26 +196,28 @@ class CaptionTask:
         scores = []
         decoding = "greedy" if self.cfg.eval.num_beams == 1 else f"beam{self.cfg.eval.num_beams}"
         for split, data in self.splits.items():
-            n = min(self.cfg.eval.max_images, len(data))
-            hyps = self.decode(model, data.images[:n])
-            values = self.scorer.score(hyps, data.refs[:n])
+            idx = sample_indices(len(data), self.cfg.eval.max_images, seed=0)   # a fixed random sample of the split
+            n = len(idx)
+            hyps = self.decode(model, data.images[idx])
+            values = self.scorer.score(hyps, [data.refs[i] for i in idx])
             extra = {"n": n, "tokenizer": self.scorer.tokenizer_name, "decoding": decoding,
                      "unavailable": self.scorer.unavailable()}
             scores += [Score(f"{self.cfg.data.source}-captions", split, m, v, extra) for m, v in values.items()]
             if split == "test":
-                self._gallery(data, hyps, out_dir / "caption_gallery.png")
+                self._gallery(data, idx, hyps, out_dir / "caption_gallery.png")
         return scores
 
-    def _gallery(self, data, hyps: list[str], path: Path, scale: int = 4) -> None:
+    def _gallery(self, data, idx: torch.Tensor, hyps: list[str], path: Path, scale: int = 4) -> None:
+        """The first images of the (already random) evaluated sample, their captions and references."""
         k = min(self.cfg.eval.gallery, len(hyps))
         size = data.images.shape[-1] * scale
         canvas = Image.new("RGB", (size + 420, k * (size + 8)), "white")
         draw = ImageDraw.Draw(canvas)
         for i in range(k):
-            img = Image.fromarray(data.images[i].permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
+            img = Image.fromarray(data.images[idx[i]].permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
             y = i * (size + 8)
             canvas.paste(img, (0, y))
             draw.text((size + 8, y + 2), f"ours: {hyps[i]}", fill="black")
-            for j, ref in enumerate(data.refs[i][:3]):
+            for j, ref in enumerate(data.refs[idx[i]][:3]):
                 draw.text((size + 8, y + 18 + 14 * j), f"ref:  {ref}", fill="grey")
         atomic_write(path, lambda p: canvas.save(p, format="PNG"))

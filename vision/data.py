@@ -37,6 +37,14 @@ class ImageSet:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def image(self, index: int) -> torch.Tensor:
+        """One image, (3, S, S) uint8."""
+        return self.images[index]
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """Several images, (n, 3, S, S) uint8, in the order of ``indices``."""
+        return self.images[indices]
+
 
 def _square(img: Image.Image, size: int) -> np.ndarray:
     """Resize the short side to ``size`` and centre-crop a square: the stored form of every image."""

@@ -12,6 +12,7 @@ from torch import nn
 from selfsup.data import step_loader
 from selfsup.probes import probe_scores
 from selfsup.results import Score
+from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
 
 from . import sources
@@ -53,13 +54,13 @@ def _dataset_name(cfg: ImageDataConfig) -> str:
 
 def encoder_probes(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
     """Linear probe and kNN on CLS and mean-pooled frozen features; for scenes, one per probed attribute."""
-    n = min(cfg.max_train or len(train), len(train))
-    ftr = extract_features(encoder, eval_view(train.images[:n], img_size))
-    fte = extract_features(encoder, eval_view(test.images, img_size))
+    idx = sample_indices(len(train), cfg.max_train, seed=0, labels=train.labels)   # stratified: sets may be class-sorted
+    ftr = extract_features(encoder, eval_view(train.take(idx), img_size))
+    fte = extract_features(encoder, eval_view(test.take(torch.arange(len(test))), img_size))
     if train.attributes is not None:
-        targets = {f"scenes-{a}": (train.attributes[a][:n], test.attributes[a]) for a in cfg.scene_labels}
+        targets = {f"scenes-{a}": (train.attributes[a][idx], test.attributes[a]) for a in cfg.scene_labels}
     else:
-        targets = {dataset: (train.labels[:n], test.labels)}
+        targets = {dataset: (train.labels[idx], test.labels)}
     return [s for name, (train_y, test_y) in targets.items()
             for s in probe_scores(ftr, train_y, fte, test_y, name, cfg.epochs, cfg.lr, cfg.knn_k, cfg.knn_t)]
 
@@ -92,7 +93,7 @@ class MAETask:
         return MAE(self.cfg.model)
 
     def _view(self, index: int, g: torch.Generator) -> torch.Tensor:
-        return pretrain_view(self.train.images[index], self.cfg.model.img_size, g, self.cfg.min_crop_scale)
+        return pretrain_view(self.train.image(index), self.cfg.model.img_size, g, self.cfg.min_crop_scale)
 
     def train_batches(self, plan: BatchPlan):
         return step_loader(len(self.train), self._view, plan)
@@ -104,16 +105,17 @@ class MAETask:
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         cfg, device = self.cfg, next(model.parameters()).device
         held_out = self.test if self.test is not None else self.train
-        n = min(512, len(held_out))
+        idx = sample_indices(len(held_out), 512, seed=0, labels=held_out.labels)   # a fixed, stratified sample
+        n = len(idx)
         g = torch.Generator().manual_seed(0)   # fixed masks: comparable across steps and runs
         noise = torch.rand(n, model.encoder.patch_embed.num_patches, generator=g)
-        imgs = eval_view(held_out.images[:n], cfg.model.img_size)
+        imgs = eval_view(held_out.take(idx), cfg.model.img_size)
         losses = [model(normalize(imgs[i:i + 128].to(device)), noise[i:i + 128].to(device))[0].item()
                   for i in range(0, n, 128)]
         split = "test" if self.test is not None else "train"
         scores = [Score(self.dataset, split, "mae_loss", sum(losses) / len(losses), {"n": n})]
-        k = min(cfg.figure_images, n)
-        reconstruction_grid(model, imgs[:k], noise[:k], out_dir / "mae_reconstruction.png")
+        shown = sample_indices(n, cfg.figure_images, seed=1)       # a random few of the sample, not its first
+        reconstruction_grid(model, imgs[shown], noise[shown], out_dir / "mae_reconstruction.png")
         if self.test is not None and self.train.labels is not None:
             encoder = ViTEncoder(cfg.model, model.encoder)
             scores += encoder_probes(encoder, self.train, self.test, cfg.probe, cfg.model.img_size, self.dataset)
@@ -186,7 +188,7 @@ class FinetuneTask:
             [{"params": head, "weight_decay": 0.0}]
 
     def _view(self, index: int, g: torch.Generator):
-        img = pretrain_view(self.train.images[index], self.encoder_cfg.img_size, g, self.cfg.min_crop_scale)
+        img = pretrain_view(self.train.image(index), self.encoder_cfg.img_size, g, self.cfg.min_crop_scale)
         return img, self.train.labels[index]
 
     def train_batches(self, plan: BatchPlan):
@@ -200,8 +202,7 @@ class FinetuneTask:
 
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         device = next(model.parameters()).device
-        imgs = eval_view(self.test.images, self.encoder_cfg.img_size)
-        correct = sum((model(imgs[i:i + 256].to(device)).argmax(-1).cpu() == self.test.labels[i:i + 256]).sum().item()
-                      for i in range(0, len(imgs), 256))
-        return [Score(self.dataset, "test", "finetune_top1", correct / len(imgs),
-                      {"init": self.cfg.init or "random", "n": len(imgs)})]
+        n, size = len(self.test), self.encoder_cfg.img_size
+        correct = sum((model(eval_view(self.test.take(torch.arange(i, min(i + 256, n))), size).to(device)).argmax(-1).cpu()
+                       == self.test.labels[i:i + 256]).sum().item() for i in range(0, n, 256))
+        return [Score(self.dataset, "test", "finetune_top1", correct / n, {"init": self.cfg.init or "random", "n": n})]
