@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/selfsup leaderboard run --suite quick --seeds 1 --out runs/leaderboard
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check . && $(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -51,10 +51,12 @@ def arms(task: str, seed: int, out: Path, pretrained: Path) -> list[tuple[str, l
         return [("pretrained", [f"task.init={pretrained / 'evidence-mae' / f'pretrained-s{seed}'}"]), ("random", [])]
     if task != "caption":
         return [("pretrained", []), ("random", ["trainer.max_steps=0"])]
-    mae, bert = pretrained / "evidence-mae" / f"pretrained-s{seed}", pretrained / "evidence-bert" / f"pretrained-s{seed}"
+    mae, bert = (pretrained / "evidence-mae" / f"pretrained-s{seed}",
+                 pretrained / "evidence-bert" / f"pretrained-s{seed}")
     export = out / f"bert-export-s{seed}"
     if not (export / "config.json").exists():
-        subprocess.run([sys.executable, "-m", "selfsup", "export", "bert", "--checkpoint", str(bert), "--out", str(export)],
+        subprocess.run([sys.executable, "-m", "selfsup", "export", "bert", "--checkpoint", str(bert),
+                        "--out", str(export)],
                        check=True)
     return [("pretrained", [f"task.vision_init={mae}", f"task.text_init={export}"]),
             ("random", [f"task.text_init={export}", "task.text_pretrained=false"])]
@@ -93,8 +95,10 @@ def main() -> None:
     wall = [r["wall"] for r in walls]
     names = [a for a, _ in arm_list]
     lines = [f"### {args.task} --preset tiny: {' vs '.join(names)}, mean ± std over {args.seeds} seeds", "",
-             f"{datetime.date.today()} · {', '.join(sorted(machines))} · runs made by code {', '.join(sorted(versions))} · "
-             f"{names[0]} arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)" if wall else "", "",
+             f"{datetime.date.today()} · {', '.join(sorted(machines))} · "
+             f"runs made by code {', '.join(sorted(versions))} · "
+             f"{names[0]} arm: {statistics.mean(wall):.0f} s wall time per seed (training + evaluation)"
+             if wall else "", "",
              f"Command: `python -m benchmarks.evidence {args.task} --seeds {args.seeds}"
              f"{f' --out {args.out}' if args.out else ''}{f' --key {args.key}' if args.key else ''}"
              f"{' --set ' + ' '.join(args.set) if args.set else ''}`", "",

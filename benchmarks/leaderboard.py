@@ -7,8 +7,8 @@ turn its Result records into a Markdown table, a self-contained HTML page and PN
 from __future__ import annotations
 
 import argparse
-import datetime
 import base64
+import datetime
 import html
 import json
 import math
@@ -82,8 +82,8 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
             for o in spec.overrides:
                 key, _, value = o.partition("=")
                 overrides.append(f"{key}={_resolve(value, out, seed, by_name)}")
-            cmd = [sys.executable, "-m", "selfsup", "train", spec.task, "--preset", spec.preset, "--run-dir", str(run_dir),
-                   "--set", f"trainer.seed={seed}", *overrides, *extra]
+            cmd = [sys.executable, "-m", "selfsup", "train", spec.task, "--preset", spec.preset,
+                   "--run-dir", str(run_dir), "--set", f"trainer.seed={seed}", *overrides, *extra]
             resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
             if resume:
                 cmd.append("--resume")
@@ -244,7 +244,8 @@ def render(out: Path, suite: str, write: str | None = None, command: str = "") -
     atomic_write_text(out / "leaderboard.md", md)
     if write:
         from .throughput import write_section
-        header = (f"### Leaderboard: suite `{suite}`\n\n{datetime.date.today()} · {', '.join(sorted(provenance['hardware']))}"
+        header = (f"### Leaderboard: suite `{suite}`\n\n"
+                  f"{datetime.date.today()} · {', '.join(sorted(provenance['hardware']))}"
                   f" · runs made by code {', '.join(sorted(provenance['code']))}\n\nCommand: `{command}`\n\n")
         write_section(Path(write), f"leaderboard-{suite}", header + md.split("\n", 2)[2])
     pngs = plot_groups(table, arms, out) + [p for p in [plot_curves(out, specs), plot_return_curves(out, specs)] if p]

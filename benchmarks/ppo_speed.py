@@ -54,7 +54,8 @@ def measure_ppo(device: torch.device, precision: str, repeats: int, overrides: l
     for fn, _ in loops.values():
         fn()                                       # warm-up: first rollout, allocator
     times = interleaved([(name, fn) for name, (fn, _) in loops.items()], device, steps=1, repeats=repeats)
-    return [{"name": name, "iteration_s": statistics.median(t), "env_steps_per_s": loops[name][1] / statistics.median(t),
+    return [{"name": name, "iteration_s": statistics.median(t),
+             "env_steps_per_s": loops[name][1] / statistics.median(t),
              "spread": statistics.pstdev(t) / statistics.median(t)} for name, t in times.items()]
 
 
@@ -62,6 +63,7 @@ def render(rows: list[dict], header: list[str]) -> list[str]:
     base = rows[0]["env_steps_per_s"]
     lines = header + ["| loop | env steps/s | iteration (s) | ours ÷ this |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['env_steps_per_s']:,.0f} | {r['iteration_s']:.2f} ± {100 * r['spread']:.0f}% | "
+        lines.append(f"| {r['name']} | {r['env_steps_per_s']:,.0f} | "
+                     f"{r['iteration_s']:.2f} ± {100 * r['spread']:.0f}% | "
                      f"{base / r['env_steps_per_s']:.2f}× |")
     return lines

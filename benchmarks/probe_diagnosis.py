@@ -50,7 +50,8 @@ def diagnose(train_x, test_x, train_a: dict, test_a: dict, epochs: int) -> dict[
         a, b = ntr < half, nte >= half
         if f"{target}: kNN" not in out:          # the plain probes once per target, not once per nuisance
             out[f"{target}: kNN"] = knn_accuracy(train_x, ytr, test_x, yte)
-        out[f"{target}: kNN, neighbours of another {nuisance}"] = knn_accuracy(train_x, ytr, test_x, yte, groups=(ntr, nte))
+        out[f"{target}: kNN, neighbours of another {nuisance}"] = knn_accuracy(train_x, ytr, test_x, yte,
+                                                                              groups=(ntr, nte))
         if f"{target}: linear" not in out:
             out[f"{target}: linear"] = linear_probe(train_x, ytr, test_x, yte, epochs=epochs)
         out[f"{target}: linear, trained on {half} {nuisance}s, tested on the other {num_classes(nuisance) - half}"] = \
@@ -96,7 +97,8 @@ def main() -> None:
     lines = [f"### Encoding or look-alikes? Scene probes within and across a nuisance ({args.pool} features)", "",
              (f"{datetime.date.today()} · code {code_version()} · ViT rows: mean ± std over {len(encoders)} run(s) · "
               "chance: shape 0.20, colour 0.14 · position = quadrant of the main object"), "",
-             f"Command: `python -m benchmarks.probe_diagnosis --pool {args.pool}{' --runs ' + runs if runs else ''}`", "",
+             f"Command: `python -m benchmarks.probe_diagnosis --pool {args.pool}"
+             f"{' --runs ' + runs if runs else ''}`", "",
              "| probe (test top-1) | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for probe in rows["raw pixels"][0]:
         cells = []

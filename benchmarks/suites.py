@@ -28,7 +28,8 @@ class RunSpec:
 
 def _pair(group: str, task: str, steps: int, extra: tuple[str, ...] = ()) -> list[RunSpec]:
     """Pretraining for `steps` vs the same architecture evaluated at step 0."""
-    return [RunSpec(f"{group}-pretrained", task, group, "pretrained", overrides=(f"trainer.max_steps={steps}",) + extra),
+    return [RunSpec(f"{group}-pretrained", task, group, "pretrained",
+                    overrides=(f"trainer.max_steps={steps}",) + extra),
             RunSpec(f"{group}-random", task, group, "random", overrides=("trainer.max_steps=0",) + extra)]
 
 
@@ -39,7 +40,8 @@ def quick() -> list[RunSpec]:
         *_pair("mae", "mae", 600, ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")),
         *_pair("bert", "bert", 400),
         RunSpec("caption-pretrained", "caption", "caption", "pretrained",
-                overrides=caption + ("task.vision_init={run:mae-pretrained}", "task.text_init={export:bert-pretrained}")),
+                overrides=caption + ("task.vision_init={run:mae-pretrained}",
+                                     "task.text_init={export:bert-pretrained}")),
         RunSpec("caption-random", "caption", "caption", "random",
                 overrides=caption + ("task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
         *_rl(300, 160, ("mae-frozen", "scratch-cnn")),      # PPO, 10,240 env steps per run
@@ -84,7 +86,8 @@ def full() -> list[RunSpec]:
                 overrides=("task.vision_init={run:mae-pretrained}", "task.text_init={export:bert-pretrained}")),
         RunSpec("caption-random", "caption", "caption", "random", preset="base",
                 overrides=("task.vision_model.img_size=224", "task.vision_model.patch_size=16",
-                           "task.vision_model.embed_dim=768", "task.vision_model.depth=12", "task.vision_model.num_heads=12",
+                           "task.vision_model.embed_dim=768", "task.vision_model.depth=12",
+                           "task.vision_model.num_heads=12",
                            "task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
         *_rl(10_000, 3200, ALL_ARMS, env="MiniGrid-DoorKey-5x5-v0", preset="doorkey"),   # 204,800 env steps
     ]

@@ -92,7 +92,7 @@ def bert_suite(size: str, batch_size: int, device: torch.device) -> Suite:
 def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: int = 1) -> Suite:
     """Decoding speed: our Captioner.generate vs VisionEncoderDecoderModel.generate (ViT + BERT decoder with
     cross-attention), same sizes, both with a KV cache, fixed length (no early stop) so both do equal work."""
-    from transformers import BertLMHeadModel, ViTConfig, ViTModel, VisionEncoderDecoderModel
+    from transformers import BertLMHeadModel, VisionEncoderDecoderModel, ViTConfig, ViTModel
 
     from language.model import BertModelConfig, hf_config
     from multimodal.model import Captioner
@@ -117,7 +117,8 @@ def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: i
     pixels = normalize(images)
     common = dict(num_beams=num_beams, min_new_tokens=length)
     return Suite("caption", images, batch_size, length, [
-        Contender("selfsup Captioner.generate", ours, lambda m, b: m.generate(b, max_len=length, num_beams=num_beams, min_len=length)),
+        Contender("selfsup Captioner.generate", ours,
+                  lambda m, b: m.generate(b, max_len=length, num_beams=num_beams, min_len=length)),
         Contender("transformers VisionEncoderDecoderModel.generate", peer,
                   lambda m, b: m.generate(pixel_values=pixels, max_new_tokens=length, do_sample=False, **common)),
     ], train=False)
@@ -160,7 +161,8 @@ def measure(suite: Suite, device: torch.device, precision: str, compile: bool, s
         useful = flops0 or flops
         rows.append({"name": name, "step_s": t, "samples_per_s": sps, "tokens_per_s": sps * suite.tokens_per_sample,
                      "tflops": useful / t / 1e12 if useful else None,
-                     "mfu": useful / t / peak if (useful and peak) else None, "spread": statistics.pstdev(times[name]) / t})
+                     "mfu": useful / t / peak if (useful and peak) else None,
+                     "spread": statistics.pstdev(times[name]) / t})
     return rows
 
 
@@ -201,18 +203,21 @@ def measure_inference(suite: Suite, device, precision, steps, repeats) -> list[d
 def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.device, precision: str) -> list[str]:
     base = rows[0]["samples_per_s"]
     what = "decoding" if unit == "caption" else "training step"
-    lines = [f"### {suite_name} {what} — {args.size}, batch {args.batch}, {precision}{', compiled' if args.compile else ''}"
+    lines = [f"### {suite_name} {what} — {args.size}, batch {args.batch}, {precision}"
+             f"{', compiled' if args.compile else ''}"
              f"{f', beams {args.beams}' if unit == 'caption' else ''}",
              "", f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()} · "
              f"{platform.python_version()}", "",
-             f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} --device {args.device} "
+             f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} "
+             f"--device {args.device} "
              f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}"
              f"{f' --beams {args.beams}' if args.suite == 'caption' else ''}`", "",
              f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | ours ÷ this |", "|---|---|---|---|---|---|"]
     for r in rows:
         tf = f"{r['tflops']:.3f}" if r["tflops"] else "-"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
-        lines.append(f"| {r['name']} | {r['samples_per_s']:,.1f} | {1000 * r['step_s']:.1f} ± {100 * r['spread']:.0f}% | "
+        lines.append(f"| {r['name']} | {r['samples_per_s']:,.1f} | "
+                     f"{1000 * r['step_s']:.1f} ± {100 * r['spread']:.0f}% | "
                      f"{tf} | {mfu} | {base / r['samples_per_s']:.2f}× |")
     return lines
 
@@ -231,7 +236,8 @@ def write_section(path: Path, key: str, text: str) -> None:
     """Replace this suite/size/device's section in RESULTS.md, keeping the others."""
     from selfsup.io import atomic_write_text
     begin, end = f"<!-- {key} -->", f"<!-- /{key} -->"
-    old = path.read_text() if path.exists() else "# Measured figures\n\nWritten by the benchmark scripts (`--write`); no figure is typed by hand.\n"
+    old = (path.read_text() if path.exists()
+           else "# Measured figures\n\nWritten by the benchmark scripts (`--write`); no figure is typed by hand.\n")
     block = f"{begin}\n{text}{end}"
     if begin in old and end in old:
         new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
@@ -260,9 +266,11 @@ def main(argv=None) -> None:
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
     if args.suite == "ppo":
-        from .ppo_speed import measure_ppo, render as render_ppo
+        from .ppo_speed import measure_ppo
+        from .ppo_speed import render as render_ppo
         header = [f"### PPO env steps/s, frozen ViT encoder — MiniGrid-Empty-5x5, preset minigrid, {precision}", "",
-                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()}", "",
+                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · "
+                  f"code {code_version()}", "",
                   f"Command: `selfsup bench --suite ppo --device {args.device} --repeats {args.repeats}"
                   f"{' --set ' + ' '.join(args.set) if args.set else ''}`", ""]
         rows = measure_ppo(device, precision, args.repeats, args.set)

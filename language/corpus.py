@@ -117,7 +117,8 @@ def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str
 def _stdlib_docstrings(root: Path) -> Iterator[tuple[str, str]]:
     for f in sorted(root.rglob("*.py")):
         rel = f.relative_to(root)
-        if rel.parts[0] in ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo") or "test" in rel.parts:
+        if (rel.parts[0] in ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo")
+                or "test" in rel.parts):
             continue
         try:
             tree = ast.parse(f.read_text(encoding="utf-8"), filename=str(f))

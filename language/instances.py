@@ -95,7 +95,8 @@ class Masker:
 
     def __init__(self, tokenizer, max_len: int, mask_prob: float = 0.15, max_predictions: int = 20,
                  whole_word: bool = False):
-        self.max_len, self.mask_prob, self.max_predictions, self.whole_word = max_len, mask_prob, max_predictions, whole_word
+        self.max_len, self.mask_prob, self.max_predictions, self.whole_word = (max_len, mask_prob, max_predictions,
+                                                                               whole_word)
         self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad, self.mask = tokenizer.pad_token_id, tokenizer.mask_token_id
         vocab = tokenizer.get_vocab()

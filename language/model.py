@@ -68,6 +68,7 @@ class BertPretrainer(nn.Module):
 
     def encode(self, input_ids, token_type_ids, attention_mask) -> dict[str, torch.Tensor]:
         """Features for probes: the [CLS] vector and the mean over real tokens of the last layer."""
-        seq = self.hf.bert(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask).last_hidden_state
+        seq = self.hf.bert(input_ids=input_ids, token_type_ids=token_type_ids,
+                           attention_mask=attention_mask).last_hidden_state
         m = attention_mask.unsqueeze(-1).to(seq.dtype)
         return {"cls": seq[:, 0], "mean": (seq * m).sum(1) / m.sum(1).clamp(min=1)}

@@ -53,7 +53,8 @@ def example_stream(open_docs: Callable[[], Iterable[Document]], make_pairs: Call
             raise ValueError("the streamed corpus produced no training examples")
 
 
-def streamed_batches(pairs: Iterator[Pair], to_example: Callable[[Pair, torch.Generator], dict], plan: BatchPlan) -> Iterator[dict]:
+def streamed_batches(pairs: Iterator[Pair], to_example: Callable[[Pair, torch.Generator], dict],
+                     plan: BatchPlan) -> Iterator[dict]:
     """This rank's micro-batches from ``plan.start_step`` on (positions as in selfsup.data.StepSampler)."""
     B, b = plan.global_batch_size, plan.micro_batch_size
     skip = plan.start_step * B

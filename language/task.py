@@ -35,7 +35,8 @@ class CorpusConfig:
     topic_field: str = ""         # hf: a column to use as the topic-probe label
     valid_fraction: float = 0.05  # documents held out for evaluation (document-level split)
     max_documents: int = 0        # cap on documents read (0: all)
-    stream: bool = False          # read the corpus from disk every pass with bounded memory (for corpora larger than RAM)
+    stream: bool = False          # read the corpus from disk every pass with bounded memory
+                                  # (for corpora larger than RAM)
     window: int = 10_000          # stream: documents in memory at once (NSP negatives come from the same window)
     memory_docs: int = 20_000     # stream: documents kept for tokenizer training, validation and the topic probe
 
@@ -239,7 +240,8 @@ class BertTask:
             scores.append(Score(ds, "valid", "nsp_accuracy", sums["nsp_correct"] / sums["seqs"], extra))
             # one-chunk documents always get a random B, so "random" can be the majority: the bar to clear
             random_share = sum(p.random_next for p in self.valid_pairs) / len(self.valid_pairs)
-            scores.append(Score(ds, "valid", "nsp_accuracy_majority_baseline", max(random_share, 1 - random_share), extra))
+            scores.append(Score(ds, "valid", "nsp_accuracy_majority_baseline", max(random_share, 1 - random_share),
+                                extra))
         scores.append(Score(ds, "valid", "pseudo_perplexity", self._pseudo_perplexity(model, device),
                             {"sentences": self.cfg.eval.pppl_sentences}))
         scores += self._topic_probe(model, device, ds)
@@ -289,8 +291,9 @@ class BertTask:
                 feats[k].append(out[k].float().cpu())
         split = int(0.7 * len(docs))
         x = {k: torch.cat(v) for k, v in feats.items()}
-        scores = probe_scores({k: v[:split] for k, v in x.items()}, labels[:split], {k: v[split:] for k, v in x.items()},
-                              labels[split:], f"{ds}-topics", epochs=self.cfg.eval.probe_epochs)
+        scores = probe_scores({k: v[:split] for k, v in x.items()}, labels[:split],
+                              {k: v[split:] for k, v in x.items()}, labels[split:], f"{ds}-topics",
+                              epochs=self.cfg.eval.probe_epochs)
         for s in scores:
             s.extra["topics"] = keep
         return scores

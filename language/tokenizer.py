@@ -19,7 +19,8 @@ class TokenizerError(ValueError):
     pass
 
 
-def train_wordpiece(sentences: Iterable[str], vocab_size: int, out_dir: Path, lowercase: bool = True) -> PreTrainedTokenizerFast:
+def train_wordpiece(sentences: Iterable[str], vocab_size: int, out_dir: Path,
+                    lowercase: bool = True) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, handle_chinese_chars=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -29,7 +30,8 @@ def train_wordpiece(sentences: Iterable[str], vocab_size: int, out_dir: Path, lo
     tok.train_from_iterator(sentences, trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", sep_token="[SEP]",
                              pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,10 +46,12 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as e:
-        raise TokenizerError(f"{path} is not a tokenizer folder transformers can load ({type(e).__name__}: {e})") from None
+        raise TokenizerError(f"{path} is not a tokenizer folder transformers can load "
+                             f"({type(e).__name__}: {e})") from None
     missing = [t for t in ("cls_token", "sep_token", "mask_token", "pad_token") if getattr(tok, t) is None]
     if missing:
-        raise TokenizerError(f"tokenizer at {path} lacks {', '.join(missing)}; BERT pretraining needs [CLS] [SEP] [MASK] [PAD]")
+        raise TokenizerError(f"tokenizer at {path} lacks {', '.join(missing)}; "
+                             "BERT pretraining needs [CLS] [SEP] [MASK] [PAD]")
     return tok
 
 

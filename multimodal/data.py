@@ -78,7 +78,8 @@ def _read_json(path: Path) -> dict:
         raise ImageDataError(f"{path} is not valid JSON: {e}") from None
 
 
-def karpathy_split(split_file: str | Path, image_root: str | Path, split: str, size: int, strict: bool = False) -> CaptionSet:
+def karpathy_split(split_file: str | Path, image_root: str | Path, split: str, size: int,
+                   strict: bool = False) -> CaptionSet:
     """Karpathy's dataset_coco.json / dataset_flickr30k.json: images with filepath, filename, split and sentences.
     'restval' counts as train, as everyone does."""
     data = _read_json(Path(split_file))
@@ -87,7 +88,8 @@ def karpathy_split(split_file: str | Path, image_root: str | Path, split: str, s
         raise ValueError(f"unknown split '{split}' for a Karpathy split file; choose train, val or test")
     found = {img.get("split") for img in data.get("images", [])}
     if not found:
-        raise ImageDataError(f"{split_file} has no images (expected Karpathy's format: images[].split/filename/sentences)")
+        raise ImageDataError(f"{split_file} has no images "
+                             "(expected Karpathy's format: images[].split/filename/sentences)")
     entries = [(Path(image_root) / img.get("filepath", "") / img["filename"], [s["raw"] for s in img["sentences"]],
                 str(img.get("cocoid", img.get("imgid", img["filename"]))))
                for img in data["images"] if img["split"] in names[split]]

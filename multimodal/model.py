@@ -19,7 +19,8 @@ from vision.encoder import ViTEncoder
 
 def decoder_config(base: BertConfig, tokenizer) -> BertConfig:
     cfg = BertConfig(**{**base.to_dict(), "is_decoder": True, "add_cross_attention": True})
-    cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+    cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = (tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                                             tokenizer.pad_token_id)
     cfg._attn_implementation = "sdpa"
     return cfg
 
@@ -79,7 +80,8 @@ class Captioner(nn.Module):
                                      pad_token_id=self.decoder.config.pad_token_id, **kwargs)
 
 
-def caption_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def caption_loss(logits: torch.Tensor, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean next-token cross-entropy over real target tokens; returns (loss, number of targets)."""
     targets = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
     loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)

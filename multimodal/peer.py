@@ -34,7 +34,8 @@ class HFCaptioner(nn.Module):
         c.decoder_start_token_id, c.pad_token_id, c.eos_token_id = d.bos_token_id, d.pad_token_id, d.eos_token_id
 
     def forward(self, images, input_ids, attention_mask):
-        out = self.model(pixel_values=normalize(images), decoder_input_ids=input_ids, decoder_attention_mask=attention_mask)
+        out = self.model(pixel_values=normalize(images), decoder_input_ids=input_ids,
+                         decoder_attention_mask=attention_mask)
         return out.logits, None
 
     @torch.no_grad()

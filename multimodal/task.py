@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 from torch import nn
 from transformers import BertForPreTraining, BertLMHeadModel
 
-from language.model import BertModelConfig, hf_config
 from language.corpus import default_cache
+from language.model import BertModelConfig, hf_config
 from language.tokenizer import TokenizerError, corpus_tokenizer, load_tokenizer
 from selfsup.data import step_loader
 from selfsup.io import atomic_write
@@ -32,8 +32,10 @@ from .peer import HFCaptioner
 
 @dataclass
 class CaptionDataConfig:
-    source: str = "scenes"        # scenes (embedded) | coco (captions JSON) | karpathy (dataset_*.json) | flickr30k (.token)
-    annotations: str = ""         # coco: train captions JSON; karpathy: dataset_coco.json; flickr30k: results_20130124.token
+    source: str = "scenes"        # scenes (embedded) | coco (captions JSON) | karpathy (dataset_*.json)
+                                  # | flickr30k (.token)
+    annotations: str = ""         # coco: train captions JSON; karpathy: dataset_coco.json;
+                                  # flickr30k: results_20130124.token
     image_root: str = ""          # folder the annotation's file names are relative to
     val_annotations: str = ""     # coco only: the captions JSON to evaluate on
     val_image_root: str = ""
@@ -67,7 +69,8 @@ class CaptionTaskConfig:
     max_len: int = 24             # caption tokens, [CLS] and [SEP] included
     contrastive_weight: float = 0.0   # CoCa-style image-text contrastive loss weight (0: off)
     contrastive_dim: int = 64
-    impl: str = "selfsup"         # selfsup | transformers (VisionEncoderDecoderModel, the peer baseline: multimodal.peer)
+    impl: str = "selfsup"         # selfsup | transformers (VisionEncoderDecoderModel, the peer baseline:
+                                  # multimodal.peer)
 
 
 class CaptionTask:
@@ -88,9 +91,11 @@ class CaptionTask:
             raise ValueError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
         if cfg.impl == "transformers" and (cfg.vision_mode == "llrd" or cfg.contrastive_weight > 0):
             raise ValueError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
-                             "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, contrastive_weight=0")
+                             "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
+                             "contrastive_weight=0")
         self.cfg = cfg
-        self.vision = ViTEncoder.from_checkpoint(cfg.vision_init) if cfg.vision_init else ViTEncoder.random(cfg.vision_model)
+        self.vision = (ViTEncoder.from_checkpoint(cfg.vision_init) if cfg.vision_init
+                       else ViTEncoder.random(cfg.vision_model))
         size = self.vision.cfg.img_size
         self.train, self.splits = self._data(size)
         if cfg.text_init:
@@ -152,15 +157,18 @@ class CaptionTask:
             weight_decay, layer_decay=self.cfg.layer_decay if self.cfg.vision_mode == "llrd" else 1.0)
         rest = nn.ModuleDict({k: m for k, m in model.named_children() if k != "encoder"})
         extra = [model.logit_scale] if model.contrastive else []
-        return groups + default_param_groups(rest, weight_decay) + ([{"params": extra, "weight_decay": 0.0}] if extra else [])
+        return (groups + default_param_groups(rest, weight_decay)
+                + ([{"params": extra, "weight_decay": 0.0}] if extra else []))
 
     # ------------------------------------------------------------------------------ data and loss
 
     def _example(self, index: int, g: torch.Generator):
         refs = self.train.refs[index]
         text = refs[int(torch.randint(len(refs), (1,), generator=g))]
-        enc = self.tokenizer(text, max_length=self.cfg.max_len, truncation=True, padding="max_length", return_tensors="pt")
-        return {"images": self.train.images[index], "input_ids": enc["input_ids"][0], "attention_mask": enc["attention_mask"][0]}
+        enc = self.tokenizer(text, max_length=self.cfg.max_len, truncation=True, padding="max_length",
+                             return_tensors="pt")
+        return {"images": self.train.images[index], "input_ids": enc["input_ids"][0],
+                "attention_mask": enc["attention_mask"][0]}
 
     def train_batches(self, plan: BatchPlan):
         return step_loader(len(self.train), self._example, plan)

@@ -75,7 +75,8 @@ def make_env(cfg: EnvConfig):
         elif cfg.id.startswith("ALE/") or not cfg.pixels:
             env = gym.make(cfg.id, **limit)
         else:
-            env = gym.wrappers.AddRenderObservation(gym.make(cfg.id, render_mode="rgb_array", **limit), render_only=True)
+            env = gym.wrappers.AddRenderObservation(gym.make(cfg.id, render_mode="rgb_array", **limit),
+                                                    render_only=True)
         if cfg.pixels:
             if cfg.frame_size:
                 env = ResizeFrame(env, cfg.frame_size)

@@ -25,7 +25,8 @@ POOLS = ("cls", "mean", "tokens")
 
 @dataclass
 class EncoderConfig:
-    kind: str = "vit"          # vit (MAE-pretrained or random ViT) | cnn (NatureCNN from scratch) | flat (state vectors)
+    kind: str = "vit"          # vit (MAE-pretrained or random ViT) | cnn (NatureCNN from scratch)
+                               # | flat (state vectors)
     init: str = ""             # vit: an MAE run / checkpoint / encoder export; "" = a random ViT shaped like `model`
     model: MAEConfig = field(default_factory=MAEConfig)   # vit architecture when init is ""
     mode: str = "frozen"       # frozen | finetune | partial (last_k blocks); cnn and flat always train
@@ -161,7 +162,8 @@ def build_policy(cfg: EncoderConfig, obs_shape: tuple, num_actions: int, obs_nor
         dim = int(torch.tensor(obs_shape).prod())
         return Policy(nn.Flatten(), nn.Identity(), dim, num_actions, frozen=False, obs_norm=obs_norm)
     if len(obs_shape) != 4 or obs_shape[-1] != 3:
-        raise ValueError(f"encoder kind '{cfg.kind}' needs pixel observations (history, H, W, 3), got {tuple(obs_shape)}"
+        raise ValueError(f"encoder kind '{cfg.kind}' needs pixel observations (history, H, W, 3), "
+                         f"got {tuple(obs_shape)}"
                          "; set task.env.pixels=true or use task.encoder.kind=flat")
     history, size = obs_shape[0], obs_shape[1]
     if cfg.kind == "cnn":

@@ -94,11 +94,13 @@ class PPOTask:
 
     def __init__(self, cfg: PPOConfig):
         self.cfg = cfg
-        probe = make_vector_env(replace(cfg.env, num_envs=1, vector="sync" if cfg.env.vector == "async" else cfg.env.vector))
+        probe = make_vector_env(replace(cfg.env, num_envs=1,
+                                        vector="sync" if cfg.env.vector == "async" else cfg.env.vector))
         self.obs_shape = tuple(probe.single_observation_space.shape)
         self.num_actions = num_actions(probe)
         probe.close()
-        self.curve: list[list[float]] = []     # [env_steps, mean return, episodes] per rollout with episodes (this rank)
+        self.curve: list[list[float]] = []     # [env_steps, mean return, episodes] per rollout with episodes
+                                               # (this rank)
         self.env_steps = 0                     # over all ranks
         self.rollout: dict | None = None       # the current iteration's rollout, flattened to (T*N, ...)
         self.iteration = -1                    # which iteration self.rollout belongs to
@@ -125,8 +127,8 @@ class PPOTask:
         per_rollout = cfg.env.num_envs * cfg.num_steps
         minibatch = plan.micro_batch_size * plan.grad_accum
         if per_rollout % minibatch:
-            raise ValueError(f"a rollout of {per_rollout} steps per rank (task.env.num_envs x task.num_steps) must split "
-                             f"into minibatches of {minibatch} (trainer.batch_size / world size); choose "
+            raise ValueError(f"a rollout of {per_rollout} steps per rank (task.env.num_envs x task.num_steps) "
+                             f"must split into minibatches of {minibatch} (trainer.batch_size / world size); choose "
                              "trainer.batch_size = num_envs x num_steps x world / num_minibatches")
         n_minibatches = per_rollout // minibatch
         steps_per_iteration = cfg.update_epochs * n_minibatches
@@ -137,9 +139,9 @@ class PPOTask:
             carry = start(envs, model, _mix(plan.seed, plan.rank, iteration), device)
             if offset:
                 if self.rollout is None or self.iteration != iteration:
-                    raise ValueError(f"resuming at step {plan.start_step}, inside PPO iteration {iteration}, needs that "
-                                     "iteration's rollout in the checkpoint's task state, which is missing; resume "
-                                     "with the same number of ranks, from a checkpoint this code wrote")
+                    raise ValueError(f"resuming at step {plan.start_step}, inside PPO iteration {iteration}, "
+                                     "needs that iteration's rollout in the checkpoint's task state, which is missing; "
+                                     "resume with the same number of ranks, from a checkpoint this code wrote")
                 yield from self._minibatches(plan, iteration, n_minibatches, offset)
                 iteration += 1
             while True:

@@ -96,7 +96,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="YAML file merged over the preset")
         sp.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. trainer.max_steps=100 task.hidden=128")
-        sp.add_argument("--run-dir", required=True, help="run directory (config.yaml, metrics.jsonl, checkpoints/, results.json)")
+        sp.add_argument("--run-dir", required=True,
+                        help="run directory (config.yaml, metrics.jsonl, checkpoints/, results.json)")
 
     t = sub.add_parser("train", help="train a task")
     config_args(t)
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.fn(args)
-    except (ConfigError, CheckpointError, NonFiniteError, ResultsFileError, KeyError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, NonFiniteError, ResultsFileError, KeyError, FileNotFoundError,
+            ValueError) as e:
         if os.environ.get("SELFSUP_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

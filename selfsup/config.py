@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 class TrainerConfig:
     max_steps: int = 100            # optimizer steps; the LR schedule spans exactly these
     batch_size: int = 32            # global batch: summed over ranks and accumulation micro-steps
-    grad_accum: int = 1             # micro-steps per optimizer step (per-rank micro-batch = batch_size / (world * grad_accum))
+    grad_accum: int = 1             # micro-steps per optimizer step
+                                    # (per-rank micro-batch = batch_size / (world * grad_accum))
     lr: float = 1e-3                # peak learning rate (after warmup)
     min_lr_ratio: float = 0.0       # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 0           # linear warmup from 0 to lr
@@ -45,7 +46,8 @@ class TrainerConfig:
     checkpoint_every: int = 0       # steps between checkpoints; 0: only at the end (and on SIGTERM)
     keep_last: int = 3              # checkpoints kept on disk (older ones are deleted after a good save)
     max_nonfinite: int = 5          # consecutive skipped steps with a NaN/inf loss or gradient before the run stops
-    stop_at: int = 0                # end this invocation at this step with a checkpoint (0: max_steps); for time-sliced jobs
+    stop_at: int = 0                # end this invocation at this step with a checkpoint (0: max_steps);
+                                    # for time-sliced jobs
     eval_at_end: bool = True        # run the task's evaluation after training and write results.json
     eval_every: int = 0             # also evaluate every N steps (results.json keeps each step's records)
     count_flops: bool = True        # count FLOPs of one step with torch.utils.flop_counter for MFU
@@ -99,7 +101,8 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
 
 
 def resolve(task_config_cls: type, presets: dict[str, dict], preset: str | None = None,
-            yaml_file: str | Path | None = None, overrides: list[str] = (), base: DictConfig | None = None) -> DictConfig:
+            yaml_file: str | Path | None = None, overrides: list[str] = (),
+            base: DictConfig | None = None) -> DictConfig:
     """Defaults < preset < YAML file < dotted overrides; ``base`` (a saved config) replaces defaults+preset."""
     cfg = base if base is not None else OmegaConf.structured(run_config_class(task_config_cls))
     if base is None and preset is not None:
@@ -142,7 +145,8 @@ def config_hash(cfg: DictConfig) -> str:
     """Hash of everything that defines the experiment except the seed, so seeds of one config group together."""
     data = OmegaConf.to_container(cfg, resolve=True)
     trainer = dict(data.get("trainer", {}))
-    for k in ("seed", "progress", "tensorboard", "log_every", "checkpoint_every", "keep_last", "stop_at", "num_workers"):
+    for k in ("seed", "progress", "tensorboard", "log_every", "checkpoint_every", "keep_last", "stop_at",
+              "num_workers"):
         trainer.pop(k, None)
     data["trainer"] = trainer
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

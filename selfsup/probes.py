@@ -30,7 +30,8 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     with AdamW instead of LARS at this scale)."""
     g = torch.Generator().manual_seed(seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6), nn.Linear(train_x.shape[1], num_classes))
+    head = nn.Sequential(nn.BatchNorm1d(train_x.shape[1], affine=False, eps=1e-6),
+                         nn.Linear(train_x.shape[1], num_classes))
     with torch.no_grad():
         head[1].weight.normal_(0, 0.01, generator=g)
         head[1].bias.zero_()

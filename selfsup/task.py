@@ -16,7 +16,8 @@ Optional:
                                                 # weights micro-batches by it so accumulation equals one big batch
     num_tokens(self, batch) -> int              # for tokens/s
     flops_per_batch(self, batch) -> float       # training FLOPs of one micro-batch (else counted once)
-    param_groups(self, model, weight_decay) -> list[dict]   # AdamW groups; a group's "lr_scale" (layer decay) is honoured
+    param_groups(self, model, weight_decay) -> list[dict]   # AdamW groups; a group's "lr_scale" (layer decay)
+                                                            # is honoured
     evaluate(self, model, out_dir) -> list[Score]           # see selfsup.results; figures go to out_dir
     state_dict(self) / load_state_dict(self, d) # per-rank task state a resume needs beyond the data position
                                                 # (e.g. RL's rollout); restored before train_batches is called

@@ -19,13 +19,24 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import (CheckpointError, latest_checkpoint, load_state, load_weights, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainerConfig, config_hash, to_object, to_yaml
 from .harness import evaluate
 from .io import atomic_write_text
@@ -175,8 +186,10 @@ class Trainer:
                         v = v.detach().float() if torch.is_tensor(v) else float(v)   # no host sync until logged
                         extra_acc[k] = extra_acc.get(k, 0.0) + v / len(micro)
                 scaler.unscale_(opt)
-                grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), tc.grad_clip if tc.grad_clip > 0 else float("inf"))
-                bad_local = not bool(torch.isfinite(step_loss)) or (precision != "fp16" and not bool(torch.isfinite(grad_norm)))
+                grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(),
+                                                           tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+                bad_local = (not bool(torch.isfinite(step_loss))
+                             or (precision != "fp16" and not bool(torch.isfinite(grad_norm))))
                 bad, stop = self._agree(bad_local, self._signal is not None, env)
                 if bad:
                     opt.zero_grad(set_to_none=True)
@@ -209,7 +222,8 @@ class Trainer:
                 if step % tc.log_every == 0 or step == end_step:
                     loss_acc[0] = D.all_sum(loss_acc[0].clone(), env)
                     elapsed = time.perf_counter() - window_start
-                    record = {"step": step, "loss": float(loss_acc[0] / loss_acc[1]) if loss_acc[1] > 0 else float("nan"),
+                    record = {"step": step,
+                              "loss": float(loss_acc[0] / loss_acc[1]) if loss_acc[1] > 0 else float("nan"),
                               "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
                               "samples_per_s": window_samples / elapsed, "skipped_steps": skipped,
                               **{k: float(v) / window_steps for k, v in extra_acc.items()}}
@@ -328,13 +342,15 @@ class Trainer:
             meta = {"task": self.task.name, "config_hash": config_hash(self.cfg), "code_version": code_version(),
                     "world_size": env.world_size, "throughput": throughput}
             path = save_checkpoint(self.run_dir / "checkpoints", step, model_state, state, meta,
-                                   ema_state=ema.state_dict(raw) if ema is not None else None, keep_last=self.tc.keep_last)
+                                   ema_state=ema.state_dict(raw) if ema is not None else None,
+                                   keep_last=self.tc.keep_last)
         D.barrier(env)
         return path if path is not None else self.run_dir / "checkpoints" / f"step_{step:08d}"
 
     def _restore(self, ckpt: Path, state: dict, model, opt, sched, scaler, ema, env: D.Env) -> None:
         try:
-            set_optimizer_state_dict(model if not isinstance(model, nn.parallel.DistributedDataParallel) else model.module,
+            set_optimizer_state_dict(model if not isinstance(model, nn.parallel.DistributedDataParallel)
+                                     else model.module,
                                      opt, state["optimizer"], options=FULL)
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])

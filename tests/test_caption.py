@@ -44,8 +44,10 @@ def write_images(root, names):
 
 def test_coco_karpathy_flickr_formats(tmp_path):
     write_images(tmp_path / "val2014", ["a.jpg", "b.jpg"])
-    coco = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}, {"id": 3, "file_name": "gone.jpg"}],
-            "annotations": [{"image_id": 1, "id": 9, "caption": "A red square."}, {"image_id": 1, "id": 10, "caption": " "},
+    coco = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"},
+                       {"id": 3, "file_name": "gone.jpg"}],
+            "annotations": [{"image_id": 1, "id": 9, "caption": "A red square."},
+                            {"image_id": 1, "id": 10, "caption": " "},
                             {"image_id": 2, "id": 11, "caption": "Red."}, {"image_id": 3, "id": 12, "caption": "x"}]}
     (tmp_path / "captions.json").write_text(json.dumps(coco))
     with pytest.warns(UserWarning) as w:
@@ -57,8 +59,10 @@ def test_coco_karpathy_flickr_formats(tmp_path):
         D.coco_captions(tmp_path / "captions.json", tmp_path / "val2014", 8, strict=True)
 
     karpathy = {"dataset": "coco", "images": [
-        {"filepath": "val2014", "filename": "a.jpg", "split": "restval", "cocoid": 1, "sentences": [{"raw": "A red square."}]},
-        {"filepath": "val2014", "filename": "b.jpg", "split": "test", "cocoid": 2, "sentences": [{"raw": "Red."}, {"raw": "Red!"}]}]}
+        {"filepath": "val2014", "filename": "a.jpg", "split": "restval", "cocoid": 1,
+         "sentences": [{"raw": "A red square."}]},
+        {"filepath": "val2014", "filename": "b.jpg", "split": "test", "cocoid": 2,
+         "sentences": [{"raw": "Red."}, {"raw": "Red!"}]}]}
     (tmp_path / "dataset_coco.json").write_text(json.dumps(karpathy))
     tr = D.karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "train", 8)
     te = D.karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "test", 8)
@@ -138,7 +142,8 @@ def test_warm_start_from_bert_export(task, tmp_path):
         assert any("crossattention" in k for k in dec if k not in src)
         task.cfg.text_pretrained = False
         fresh = task.build_model().decoder.state_dict()
-        assert not torch.equal(fresh["bert.embeddings.word_embeddings.weight"], src["bert.embeddings.word_embeddings.weight"])
+        assert not torch.equal(fresh["bert.embeddings.word_embeddings.weight"],
+                               src["bert.embeddings.word_embeddings.weight"])
     finally:
         task.cfg.text_init, task.cfg.text_pretrained = "", True
 
@@ -147,13 +152,15 @@ def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     train(CaptionTask, run, ["task.data.num_train=200", "task.data.num_eval=16", "task.vocab_size=200",
-                             "task.text_model.hidden_size=32", "task.text_model.num_heads=2", "task.text_model.num_layers=1",
-                             "task.text_model.intermediate_size=64", "task.contrastive_weight=0.5", "task.vision_mode=llrd",
+                             "task.text_model.hidden_size=32", "task.text_model.num_heads=2",
+                             "task.text_model.num_layers=1", "task.text_model.intermediate_size=64",
+                             "task.contrastive_weight=0.5", "task.vision_mode=llrd",
                              "trainer.max_steps=6", "trainer.batch_size=16", "trainer.log_every=3"])
     rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert "contrastive_loss" in rec[-1] and rec[-1]["caption_loss"] < rec[0]["caption_loss"] + 1
     res = json.loads((run / "results.json").read_text())
-    assert {(r["split"], r["metric"]) for r in res} >= {("test", "cider_d"), ("test_heldout", "bleu4"), ("test", "rouge_l")}
+    assert {(r["split"], r["metric"]) for r in res} >= {("test", "cider_d"), ("test_heldout", "bleu4"),
+                                                        ("test", "rouge_l")}
     assert res[0]["extra"]["tokenizer"] in ("ptb", "regex")
     assert (run / "figures" / "step_00000006" / "caption_gallery.png").is_file()
 

@@ -61,7 +61,8 @@ def test_corrupt_weights_error_names_the_file(tmp_run):
 
 def test_mismatched_checkpoint_names_keys_and_shapes(tmp_run):
     train(ExampleTask, tmp_run, SHORT)
-    with pytest.raises(CheckpointError, match=r"(?s)does not match the model.*shape mismatch.*\(64, 16\) vs model \(32, 16\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"(?s)does not match the model.*shape mismatch.*\(64, 16\) vs model \(32, 16\)"):
         train(ExampleTask, tmp_run, SHORT + ["task.hidden=32", "trainer.max_steps=8"], resume=True)
     with pytest.raises(CheckpointError, match=r"missing in checkpoint \(\d+\): body\.8\.weight"):
         train(ExampleTask, tmp_run, SHORT + ["task.depth=3", "trainer.max_steps=8"], resume=True)
@@ -89,6 +90,7 @@ def test_tied_weights_stored_once_and_restored(tmp_path):
 
 def test_rng_state_roundtrip_through_safe_load(tmp_path):
     import random
+
     import numpy as np
     state = ck.rng_state()
     torch.save({"rng": state}, tmp_path / "s.pt")

@@ -51,7 +51,8 @@ def _sigterm_midrun(run, torchrun):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"]
                 if torchrun else [sys.executable])
     proc = subprocess.Popen([*launcher, "-m", "selfsup", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     metrics = run / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):

@@ -20,7 +20,8 @@ def write_tasks(root):
     mrpc = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"] + \
         [f"{i % 2}\t{i}\t{i + 1}\tthe {w} news .\ta {w} story ." for i, w in enumerate(WORDS * 5)]
     rte = ["index\tsentence1\tsentence2\tlabel"] + \
-        [f"{i}\tthe {w} dog ran .\ta dog ran .\t{'entailment' if i % 2 else 'not_entailment'}" for i, w in enumerate(WORDS * 5)]
+        [f"{i}\tthe {w} dog ran .\ta dog ran .\t{'entailment' if i % 2 else 'not_entailment'}"
+         for i, w in enumerate(WORDS * 5)]
     for name, lines in (("SST-2", sst), ("CoLA", cola), ("MRPC", mrpc), ("RTE", rte)):
         (root / name).mkdir(parents=True)
         for split in ("train", "dev"):
@@ -59,7 +60,8 @@ def bert_dir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("name,folder,metrics", [("sst2", "SST-2", {"accuracy"}), ("cola", "CoLA", {"matthews_corr", "accuracy"}),
+@pytest.mark.parametrize("name,folder,metrics", [("sst2", "SST-2", {"accuracy"}),
+                                                 ("cola", "CoLA", {"matthews_corr", "accuracy"}),
                                                  ("mrpc", "MRPC", {"f1", "accuracy"})])
 def test_finetune_writes_the_task_metric(glue_dir, bert_dir, tmp_path, name, folder, metrics):
     over = [f"task.name={name}", f"task.data_dir={glue_dir / folder}", f"task.init={bert_dir}", "task.max_len=16",

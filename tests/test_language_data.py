@@ -32,7 +32,8 @@ def test_plain_text_split_and_hf_dataset(tmp_path):
     assert docs[0].sentences == ["Hello there.", "This is a test!", "Is it?", "New paragraph here."]
     assert docs[0].topic == "news"
     import datasets
-    datasets.Dataset.from_dict({"text": ["One. Two.", "Three. Four."], "label": ["a", "b"]}).save_to_disk(str(tmp_path / "ds"))
+    datasets.Dataset.from_dict({"text": ["One. Two.", "Three. Four."], "label": ["a", "b"]}).save_to_disk(
+        str(tmp_path / "ds"))
     rows = list(C.read_hf_dataset(tmp_path / "ds", topic_field="label"))
     assert [d.sentences for d in rows] == [["One.", "Two."], ["Three.", "Four."]] and rows[1].topic == "b"
     with pytest.raises(C.CorpusError, match="no column 'body'.*text, label"):
@@ -123,7 +124,8 @@ def test_masking_rates_and_specials(tokenizer):
         n = int(ex["masked_weights"].sum())
         assert n == round((len(ids) + 3) * 0.15)
         pos = ex["masked_positions"][:n]
-        assert (ex["input_ids"][pos] != tokenizer.cls_token_id).all() and (ex["input_ids"][pos] != tokenizer.sep_token_id).all()
+        assert ((ex["input_ids"][pos] != tokenizer.cls_token_id).all()
+                and (ex["input_ids"][pos] != tokenizer.sep_token_id).all())
         assert ex["input_ids"].shape == (64,) and ex["masked_ids"].shape == (20,)
         counts["mask"] += (ex["input_ids"][pos] == tokenizer.mask_token_id).sum().item()
         counts["total"] += n

@@ -66,7 +66,8 @@ def test_return_curves_interpolate_runs_onto_one_grid(tmp_path):
     for seed, scale in ((0, 1.0), (1, 0.5)):
         d = tmp_path / f"rl-x-s{seed}" / "figures" / "step_00000010"
         d.mkdir(parents=True)
-        (d / "return_curve.json").write_text(json.dumps({"env_steps": [100, 200, 300 + seed], "return": [0.0, scale, scale],
+        (d / "return_curve.json").write_text(json.dumps({"env_steps": [100, 200, 300 + seed],
+                                                         "return": [0.0, scale, scale],
                                                          "episodes": [1, 1, 1]}))
     specs = [RunSpec("rl-x", "ppo", "rl", "arm")]
     grid, runs = arm_curves(tmp_path, specs, points=3)["arm"]

@@ -99,7 +99,8 @@ def test_freeze_unfreeze_and_layer_decay_groups():
     assert not any(p.requires_grad for p in enc.parameters())
     enc.unfreeze(last_k=1)
     trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
-    assert any(n.startswith("vit.blocks.1.") for n in trainable) and not any(n.startswith("vit.blocks.0.") for n in trainable)
+    assert (any(n.startswith("vit.blocks.1.") for n in trainable)
+            and not any(n.startswith("vit.blocks.0.") for n in trainable))
     assert "vit.norm.weight" in trainable and "vit.pos_embed" not in trainable
     enc.unfreeze()
     groups = enc.param_groups(weight_decay=0.05, layer_decay=0.5)

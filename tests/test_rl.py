@@ -264,16 +264,19 @@ def test_ppo_under_torchrun_two_ranks(tmp_path):
                    "task.eval_episodes=2", "trainer.progress=false", torchrun=2)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["env_steps"] == 2 * (2 * 16) * 2   # 16 steps per iteration (4 minibatches of 8 x 4 epochs): 2 iterations
+    # 16 steps per iteration (4 minibatches of 8 x 4 epochs): 2 iterations
+    assert rows[-1]["env_steps"] == 2 * (2 * 16) * 2
     assert json.loads((run / "results.json").read_text())
 
 
 def test_evaluating_a_checkpoint_restores_the_task_counters(tmp_path):
     from selfsup.harness import evaluate_checkpoint
-    small = CARTPOLE_STATE + ["task.env.num_envs=2", "task.num_steps=16", "trainer.batch_size=8", "trainer.max_steps=16",
-                              "task.eval_episodes=2", "trainer.progress=false", "trainer.tensorboard=false"]
+    small = CARTPOLE_STATE + ["task.env.num_envs=2", "task.num_steps=16", "trainer.batch_size=8",
+                              "trainer.max_steps=16", "task.eval_episodes=2", "trainer.progress=false",
+                              "trainer.tensorboard=false"]
     train(PPOTask, tmp_path / "run", small)
     cfg = make_cfg(PPOTask, small)
-    results = evaluate_checkpoint(PPOTask(to_object(cfg).task), cfg, tmp_path / "run", tmp_path / "eval", torch.device("cpu"))
+    results = evaluate_checkpoint(PPOTask(to_object(cfg).task), cfg, tmp_path / "run", tmp_path / "eval",
+                                  torch.device("cpu"))
     assert {r.metric for r in results} == {"return_deterministic", "return_stochastic", "return_auc"}
     assert all(r.extra["env_steps"] == 32 for r in results)          # one iteration of 2 envs x 16 steps

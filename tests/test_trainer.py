@@ -70,6 +70,7 @@ class FlakyTask(ExampleTask):
 
 def test_nonfinite_step_is_skipped_and_counted(tmp_path):
     from selfsup.config import to_object
+
     from conftest import make_cfg
     cfg = to_object(make_cfg(ExampleTask)).task
     summary = train(ExampleTask, tmp_path / "run", ["trainer.max_steps=6", "trainer.log_every=1"],
@@ -82,6 +83,7 @@ def test_nonfinite_step_is_skipped_and_counted(tmp_path):
 
 def test_too_many_nonfinite_steps_stop_with_last_checkpoint_intact(tmp_path):
     from selfsup.config import to_object
+
     from conftest import make_cfg
     cfg = to_object(make_cfg(ExampleTask)).task
     run = tmp_path / "run"

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from selfsup.checkpoint import CheckpointError
-from vision.encoder import ViTEncoder
 from selfsup.probes import knn_accuracy, linear_probe
+from vision.encoder import ViTEncoder
 from vision.task import FinetuneTask, MAETask
 
 from conftest import run_cli, train
@@ -53,7 +53,8 @@ def test_mae_trains_and_writes_probe_results_and_figure(mae_run):
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["loss"] < records[0]["loss"]
     results = {r["metric"]: r for r in json.loads((run / "results.json").read_text())}
-    assert {"mae_loss", "linear_probe_top1_cls", "knn_top1_cls", "linear_probe_top1_mean", "knn_top1_mean"} <= set(results)
+    assert {"mae_loss", "linear_probe_top1_cls", "knn_top1_cls", "linear_probe_top1_mean",
+            "knn_top1_mean"} <= set(results)
     assert all(0 <= results[m]["value"] <= 1 for m in results if "top1" in m)
     datasets = {r["dataset"] for r in json.loads((run / "results.json").read_text())}
     assert {"scenes-shape", "scenes-count", "scenes-colour"} <= datasets and results["knn_top1_cls"]["extra"]["k"] == 20
@@ -87,6 +88,7 @@ def test_finetune_from_pretrained_uses_its_weights_and_layer_decay(mae_run, tmp_
     res = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert res[0]["metric"] == "finetune_top1" and res[0]["extra"]["init"] == str(run)
     from selfsup.config import to_object
+
     from conftest import make_cfg
     task = FinetuneTask(to_object(make_cfg(FinetuneTask, ft)).task)
     groups = task.param_groups(task.build_model(), 0.05)

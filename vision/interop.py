@@ -33,8 +33,10 @@ def _block(ours: dict, prefix: str, theirs: str) -> dict:
         f"{theirs}.layernorm_before.bias": ours[f"{prefix}.norm1.bias"],
         f"{theirs}.layernorm_after.weight": ours[f"{prefix}.norm2.weight"],
         f"{theirs}.layernorm_after.bias": ours[f"{prefix}.norm2.bias"],
-        f"{theirs}.mlp.fc1.weight": ours[f"{prefix}.mlp.fc1.weight"], f"{theirs}.mlp.fc1.bias": ours[f"{prefix}.mlp.fc1.bias"],
-        f"{theirs}.mlp.fc2.weight": ours[f"{prefix}.mlp.fc2.weight"], f"{theirs}.mlp.fc2.bias": ours[f"{prefix}.mlp.fc2.bias"],
+        f"{theirs}.mlp.fc1.weight": ours[f"{prefix}.mlp.fc1.weight"],
+        f"{theirs}.mlp.fc1.bias": ours[f"{prefix}.mlp.fc1.bias"],
+        f"{theirs}.mlp.fc2.weight": ours[f"{prefix}.mlp.fc2.weight"],
+        f"{theirs}.mlp.fc2.bias": ours[f"{prefix}.mlp.fc2.bias"],
     }
 
 
@@ -47,7 +49,8 @@ def hf_state_dict(model: MAE) -> dict[str, torch.Tensor]:
         "vit.embeddings.patch_embeddings.projection.bias": s["encoder.patch_embed.proj.bias"],
         "vit.layernorm.weight": s["encoder.norm.weight"], "vit.layernorm.bias": s["encoder.norm.bias"],
         "decoder.mask_token": s["mask_token"], "decoder.decoder_pos_embed": s["decoder_pos_embed"],
-        "decoder.decoder_embed.weight": s["decoder_embed.weight"], "decoder.decoder_embed.bias": s["decoder_embed.bias"],
+        "decoder.decoder_embed.weight": s["decoder_embed.weight"],
+        "decoder.decoder_embed.bias": s["decoder_embed.bias"],
         "decoder.decoder_norm.weight": s["decoder_norm.weight"], "decoder.decoder_norm.bias": s["decoder_norm.bias"],
         "decoder.decoder_pred.weight": s["decoder_pred.weight"], "decoder.decoder_pred.bias": s["decoder_pred.bias"],
     }

@@ -65,7 +65,8 @@ def num_classes(attribute: str, max_objects: int = 3) -> int:
 
 
 def sample_scene(rng: np.random.Generator, max_objects: int = 3,
-                 exclude: frozenset[tuple[str, str]] = frozenset(), only: frozenset[tuple[str, str]] | None = None) -> Scene:
+                 exclude: frozenset[tuple[str, str]] = frozenset(),
+                 only: frozenset[tuple[str, str]] | None = None) -> Scene:
     """A random scene; ``exclude``/``only`` restrict (colour, shape) pairs (held-out combinations)."""
     n = int(rng.integers(1, max_objects + 1))
     objects: list[SceneObject] = []
@@ -74,7 +75,8 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 3,
         if (colour, shape) in exclude or (only is not None and (colour, shape) not in only):
             continue
         # the first object is strictly the largest, so "the main object" of a scene is never ambiguous
-        size = list(SIZES)[rng.integers(1, len(SIZES)) if not objects else rng.integers(list(SIZES).index(objects[0].size))]
+        size = list(SIZES)[rng.integers(1, len(SIZES)) if not objects
+                           else rng.integers(list(SIZES).index(objects[0].size))]
         r = SIZES[size]
         for _ in range(50):   # place without heavy overlap
             x, y = rng.uniform(r, 1 - r), rng.uniform(r, 1 - r)
@@ -96,8 +98,9 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [(cx, cy - r), (cx + r * 0.8, cy), (cx, cy + r), (cx - r * 0.8, cy)]
     if shape == "cross":
         a, b = r, r * 0.35
-        return [(cx - b, cy - a), (cx + b, cy - a), (cx + b, cy - b), (cx + a, cy - b), (cx + a, cy + b), (cx + b, cy + b),
-                (cx + b, cy + a), (cx - b, cy + a), (cx - b, cy + b), (cx - a, cy + b), (cx - a, cy - b), (cx - b, cy - b)]
+        return [(cx - b, cy - a), (cx + b, cy - a), (cx + b, cy - b), (cx + a, cy - b),
+                (cx + a, cy + b), (cx + b, cy + b), (cx + b, cy + a), (cx - b, cy + a),
+                (cx - b, cy + b), (cx - a, cy + b), (cx - a, cy - b), (cx - b, cy - b)]
     raise ValueError(f"unknown shape '{shape}'")
 
 
@@ -128,7 +131,8 @@ class RenderedScenes:
         return torch.tensor([s.label(attribute) for s in self.scenes])
 
 
-def render_scenes(n: int, size: int, seed: int, max_objects: int = 3, progress: bool = True, **restrict) -> RenderedScenes:
+def render_scenes(n: int, size: int, seed: int, max_objects: int = 3, progress: bool = True,
+                  **restrict) -> RenderedScenes:
     """``n`` scenes from ``seed``, rendered once into a uint8 tensor."""
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, max_objects, **restrict) for _ in range(n)]

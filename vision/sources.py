@@ -13,7 +13,8 @@ SOURCES = ("scenes", "digits", "imagefolder", "cifar10", "cifar100", "folder")
 @dataclass
 class ImageDataConfig:
     source: str = "scenes"    # scenes | digits | imagefolder | cifar10 | cifar100 | folder (unlabelled)
-    path: str = ""            # imagefolder: root with train/ and val/ (else split 80/20); cifar*: the batches folder; folder: any tree of images
+    path: str = ""            # imagefolder: root with train/ and val/ (else split 80/20); cifar*: the batches folder;
+                              # folder: any tree of images
     num_train: int = 20000    # scenes: images rendered for training (pretraining and probe training)
     num_test: int = 2000      # scenes: held-out images for probe testing
     seed: int = 0             # scenes/digits: which scenes or split (fixed across training seeds)

@@ -17,8 +17,8 @@ from selfsup.task import BatchPlan
 
 from . import sources
 from .encoder import ViTEncoder
-from .figures import reconstruction_grid
 from .features import extract_features
+from .figures import reconstruction_grid
 from .mae import MAE, MAEConfig
 from .sources import ImageDataConfig
 from .transforms import eval_view, normalize, pretrain_view
@@ -54,7 +54,8 @@ def _dataset_name(cfg: ImageDataConfig) -> str:
 
 def encoder_probes(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
     """Linear probe and kNN on CLS and mean-pooled frozen features; for scenes, one per probed attribute."""
-    idx = sample_indices(len(train), cfg.max_train, seed=0, labels=train.labels)   # stratified: sets may be class-sorted
+    # stratified: sets may be class-sorted
+    idx = sample_indices(len(train), cfg.max_train, seed=0, labels=train.labels)
     ftr = extract_features(encoder, eval_view(train.take(idx), img_size))
     fte = extract_features(encoder, eval_view(test.take(torch.arange(len(test))), img_size))
     if train.attributes is not None:
@@ -203,6 +204,6 @@ class FinetuneTask:
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         device = next(model.parameters()).device
         n, size = len(self.test), self.encoder_cfg.img_size
-        correct = sum((model(eval_view(self.test.take(torch.arange(i, min(i + 256, n))), size).to(device)).argmax(-1).cpu()
-                       == self.test.labels[i:i + 256]).sum().item() for i in range(0, n, 256))
+        correct = sum((model(eval_view(self.test.take(torch.arange(i, min(i + 256, n))), size).to(device))
+                       .argmax(-1).cpu() == self.test.labels[i:i + 256]).sum().item() for i in range(0, n, 256))
         return [Score(self.dataset, "test", "finetune_top1", correct / n, {"init": self.cfg.init or "random", "n": n})]
