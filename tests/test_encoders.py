@@ -268,6 +268,24 @@ def test_open_clip_towers_from_config_and_weights_file_and_folder(tmp_path):
     assert img.preprocess.mean == tuple(model.visual.preprocess_cfg["mean"])
 
 
+def test_image_size_override_runs_each_library_at_another_resolution(tmp_path):
+    import transformers as T
+    cfg_file, weights, _, _ = tiny.open_clip_model(tmp_path / "oc")
+    vit = tiny.hf_vision(tmp_path / "vit", "vit")
+    specs = [f"timm:{tiny.timm_folder(tmp_path / 'timm')}", f"hf:{vit}",
+             f"hf:{tiny.hf_vision(tmp_path / 'mae', 'vit_mae')}", f"open_clip:{cfg_file}:{weights}"]
+    for spec in specs:
+        enc = load_image_encoder(spec, image_size=48)                    # 6 x 6 patches of 8 px instead of 4 x 4
+        out = enc(images(2, 70, 90))
+        assert out["tokens"].shape == (2, 36, 32), spec
+        pre = describe(enc)["preprocess"]
+        assert pre["input_size"] == [48, 48] and "image_size override" in pre["notes"][-1], spec
+    enc = load_image_encoder(f"hf:{vit}", image_size=48)
+    x = enc.prepare(images(2, 70, 90))
+    ref = T.ViTModel.from_pretrained(vit).eval()(pixel_values=x, interpolate_pos_encoding=True)
+    torch.testing.assert_close(enc(x)["cls"], ref.last_hidden_state[:, 0])
+
+
 # ------------------------------------------------------------------------------------------------ training modes
 
 

@@ -41,6 +41,10 @@ def test_probe_a_timm_folder_on_an_image_folder(tmp_path):
     out = tmp_path / "probe"
     assert main(["--encoder", f"timm:{model}", "--data", f"imagefolder:{data}", "--out", str(out),
                  "--set", "probe.epochs=20"]) == 0
+    assert main(["--encoder", f"timm:{model}", "--data", f"imagefolder:{data}", "--out", str(tmp_path / "at48"),
+                 "--set", "probe.epochs=1", "image_size=48"]) == 0
+    at48 = read_results(tmp_path / "at48" / "results.json")[0].extra
+    assert at48["preprocess"]["input_size"] == [48, 48] and at48["stored_at"] == 53     # floor(48 / 0.9)
     results = read_results(out / "results.json")
     metrics = {r.metric: r for r in results}
     assert set(metrics) == {f"{p}_top1_{pool}" for p in ("linear_probe", "knn") for pool in ("cls", "mean")}
@@ -60,6 +64,8 @@ def test_probe_our_export_on_scenes_and_its_random_control(tmp_path):
     enc = load_image_encoder(str(export))
     assert enc.embed_dim == 32 and tuple(enc.preprocess.input_size) == (32, 32)
     assert enc(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))["cls"].shape == (2, 32)
+    with pytest.raises(EncoderError, match="run at the size they were trained at"):
+        load_image_encoder(str(export), image_size=64)
     common = ["--data", "scenes", "--set", "data.num_train=120", "data.num_test=60", "probe.epochs=5",
               "probe.scene_labels=[colour]"]
     main(["--encoder", str(export), "--out", str(tmp_path / "ours"), *common])

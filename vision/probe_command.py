@@ -40,6 +40,7 @@ from .task import ProbeConfig
 class ProbeCommandConfig:
     encoder: str = ""              # spec: run/export folder, timm:NAME, hf:NAME_OR_DIR, open_clip:ARCH[:TAG_OR_FILE]
     pretrained: bool = True        # false: the same architecture freshly initialised (its random-weights control)
+    image_size: int = 0            # run the encoder at this input size (hub models; 0: its own)
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     batch_size: int = 64           # images per forward pass during feature extraction
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="", help="SOURCE[:PATH]: scenes | digits | imagefolder:DIR | cifar10:DIR | ...")
     p.add_argument("--out", required=True, help="folder for config.yaml and results.json")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="data.* / probe.* / batch_size / pretrained overrides, e.g. data.label=colour probe.epochs=50")
+                   help="data.* / probe.* / batch_size / image_size overrides, e.g. data.label=colour probe.epochs=50")
     p.add_argument("--random", action="store_true", help="fresh weights of the same architecture (pretrained=false)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--seed", type=int, default=0, help="recorded as the Results' seed")
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.task.encoder = args.encoder           # set directly: a spec is a string, whatever YAML would make of it
     device = pick_device(args.device, 0)
     task_cfg = to_object(cfg).task
-    encoder = load_image_encoder(task_cfg.encoder, pretrained=task_cfg.pretrained)
+    encoder = load_image_encoder(task_cfg.encoder, pretrained=task_cfg.pretrained,
+                                 image_size=task_cfg.image_size or None)
     cfg.task.data.store_size = task_cfg.data.store_size = store_size(task_cfg.data, encoder.preprocess)
     train, test = sources.load(task_cfg.data, min(encoder.preprocess.input_size))
     if test is None or train.labels is None:

@@ -73,16 +73,15 @@ class HFImageEncoder(ImageEncoder):
         self.depth = int(config.num_hidden_layers)
         self.num_prefix_tokens = 0 if self.model_type == "siglip_vision_model" else \
             1 + int(getattr(config, "num_register_tokens", 0) or 0)
-        accepts = inspect.signature(model.forward).parameters
-        self.interpolate = "interpolate_pos_encoding" in accepts and \
-            tuple(preprocess.input_size) != (config.image_size, config.image_size)
+        self.can_interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
         self.patch = config.patch_size
 
     def layer_id(self, name: str) -> int:
         return _layer_id(name, self.depth)
 
     def encode(self, pixels: torch.Tensor):
-        kw = {"interpolate_pos_encoding": True} if self.interpolate else {}
+        size = self.model.config.image_size
+        kw = {"interpolate_pos_encoding": True} if self.can_interpolate and pixels.shape[-2:] != (size, size) else {}
         if self.model_type == "vit_mae":   # every patch, in its place: noise 0, 1, 2, ... sorts to the identity
             n = (pixels.shape[-2] // self.patch) * (pixels.shape[-1] // self.patch)
             kw["noise"] = torch.arange(n, device=pixels.device, dtype=torch.float32).expand(len(pixels), n)
@@ -123,12 +122,13 @@ def _tower(spec: EncoderSpec, kind: str):
     return transformers.AutoModel, config
 
 
-def load_hf_image(spec: EncoderSpec, pretrained: bool = True) -> HFImageEncoder:
+def load_hf_image(spec: EncoderSpec, pretrained: bool = True, image_size: int | None = None) -> HFImageEncoder:
     cls, config = _tower(spec, "image")
     if config.model_type == "vit_mae":
         config.mask_ratio = 0.0
     model = _model(spec, cls, config, pretrained)
-    return HFImageEncoder(model.eval(), _image_preprocess(spec, model.config), spec.text)
+    preprocess = _image_preprocess(spec, model.config)
+    return HFImageEncoder(model.eval(), preprocess.at_size(image_size) if image_size else preprocess, spec.text)
 
 
 # --------------------------------------------------------------------------------------------------- text

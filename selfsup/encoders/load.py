@@ -18,20 +18,27 @@ from .spec import EncoderSpec, parse_spec
 ENTRY_POINT_GROUP = "selfsup.encoders"
 
 
-def load_image_encoder(spec: str | EncoderSpec, *, pretrained: bool = True) -> ImageEncoder:
+def load_image_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, image_size: int | None = None
+                       ) -> ImageEncoder:
     """An image encoder on CPU, in eval mode. ``pretrained=False``: the same architecture freshly initialised
-    (its library's own init), with the same preprocessing — the random-weights control of that model."""
+    (its library's own init), with the same preprocessing — the random-weights control of that model.
+    ``image_size``: run it at another square input size (position embeddings interpolated, as each library does;
+    e.g. small RL frames); recorded in its preprocessing notes."""
     s = spec if isinstance(spec, EncoderSpec) else parse_spec(spec)
     if s.library == "timm":
         from .timm_encoder import load_timm
-        return load_timm(s, pretrained)
+        return load_timm(s, pretrained, image_size)
     if s.library == "hf":
         from .hf_encoder import load_hf_image
-        return load_hf_image(s, pretrained)
+        return load_hf_image(s, pretrained, image_size)
     if s.library == "open_clip":
         from .open_clip_encoder import load_open_clip_image
-        return load_open_clip_image(s, pretrained)
-    return _ours(s, "image", pretrained)
+        return load_open_clip_image(s, pretrained, image_size)
+    enc = _ours(s, "image", pretrained)
+    if image_size and (image_size,) * 2 != tuple(enc.preprocess.input_size):
+        raise EncoderError(f"'{s}': our encoders run at the size they were trained at "
+                           f"({enc.preprocess.input_size[0]}); image_size={image_size} is for hub models")
+    return enc
 
 
 def load_text_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, max_length: int | None = None

@@ -7,6 +7,7 @@ dropped: the features are the towers' own width. CoCa (attentional pooling) and 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -93,7 +94,7 @@ class OpenClipTextEncoder(TextEncoder):
         return x, pooled
 
 
-def _create(spec: EncoderSpec, pretrained: bool):
+def _create(spec: EncoderSpec, pretrained: bool, image_size: int | None = None):
     """The whole open_clip model (both towers) with its weights, and the architecture name for its tokenizer."""
     import open_clip
     arch, kw = spec.name, {}
@@ -121,17 +122,20 @@ def _create(spec: EncoderSpec, pretrained: bool):
     fetch = f"python -c \"import open_clip; open_clip.create_model('{arch}'" + \
         (f", pretrained='{spec.weights}')\"" if spec.weights else ")\"")
     with fetching(spec.text, fetch):
-        model = open_clip.create_model(arch, load_weights=pretrained, force_custom_text=True, **kw)
+        model = open_clip.create_model(arch, load_weights=pretrained, force_custom_text=True,
+                                       force_image_size=image_size, **kw)
     return model.eval(), arch
 
 
-def load_open_clip_image(spec: EncoderSpec, pretrained: bool = True) -> ImageEncoder:
+def load_open_clip_image(spec: EncoderSpec, pretrained: bool = True, image_size: int | None = None) -> ImageEncoder:
     import open_clip
     from open_clip.timm_model import TimmModel
     from open_clip.transformer import VisionTransformer
-    model, _ = _create(spec, pretrained)
+    model, _ = _create(spec, pretrained, image_size)     # open_clip resamples the position embeddings itself
     visual = model.visual
     preprocess = ImagePreprocess.from_open_clip(open_clip.get_model_preprocess_cfg(model))
+    if image_size:
+        preprocess = replace(preprocess, notes=preprocess.notes + (f"input size {image_size} (image_size override)",))
     if isinstance(visual, VisionTransformer):
         return OpenClipImageEncoder(visual, preprocess, spec.text)
     if isinstance(visual, TimmModel):

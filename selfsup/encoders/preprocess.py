@@ -11,7 +11,7 @@ Text: ``TextPreprocess`` records the tokenizer and the longest sequence the enco
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -49,7 +49,7 @@ class ImagePreprocess:
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not '{self.interpolation}'")
         if not self.crop_pct:
-            object.__setattr__(self, "crop_pct", round(self.input_size[0] / self.resize_size[0], 6))
+            object.__setattr__(self, "crop_pct", self.input_size[0] / self.resize_size[0])
 
     # ------------------------------------------------------------------ applying it
 
@@ -99,6 +99,18 @@ class ImagePreprocess:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.resize(images))
+
+    def at_size(self, size: int) -> "ImagePreprocess":
+        """The same preprocessing for a square input of another size: the resize target scales with it (crop_pct
+        kept), and the change is noted. For running an encoder at a resolution other than its own."""
+        if (size, size) == tuple(self.input_size):
+            return self
+        if self.resize_size[0] == self.resize_size[1]:     # as timm computes it: floor(size / crop_pct)
+            resize = (math.floor(size / self.crop_pct + 1e-9),) * 2
+        else:
+            resize = tuple(math.floor(size * r / i + 1e-9) for r, i in zip(self.resize_size, self.input_size))
+        note = f"input size {size} instead of the encoder's {self.input_size[0]} (image_size override)"
+        return replace(self, input_size=(size, size), resize_size=resize, notes=self.notes + (note,))
 
     def to_dict(self) -> dict:
         d = asdict(self)

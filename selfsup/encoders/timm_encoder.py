@@ -56,7 +56,7 @@ class TimmImageEncoder(ImageEncoder):
         return x, pooled
 
 
-def load_timm(spec: EncoderSpec, pretrained: bool = True) -> TimmImageEncoder:
+def load_timm(spec: EncoderSpec, pretrained: bool = True, image_size: int | None = None) -> TimmImageEncoder:
     import timm
     name = spec.name
     if name.startswith("local-dir:"):
@@ -71,4 +71,9 @@ def load_timm(spec: EncoderSpec, pretrained: bool = True) -> TimmImageEncoder:
     fetch = f"python -c \"import timm; timm.create_model('{name}', pretrained=True)\""
     with fetching(spec.text, fetch):
         model = timm.create_model(name, pretrained=pretrained, num_classes=0)
-    return TimmImageEncoder(model.eval(), spec.text)
+    enc = TimmImageEncoder(model.eval(), spec.text)
+    if image_size:
+        if hasattr(model, "set_input_size"):          # ViT-like: position embeddings resampled to the new grid
+            model.set_input_size(img_size=(image_size, image_size))
+        enc.preprocess = enc.preprocess.at_size(image_size)
+    return enc
