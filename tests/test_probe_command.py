@@ -7,14 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from selfsup.encoders import EncoderError, load_image_encoder, load_text_encoder
+from selfsup.encoders import EncoderError, describe, load_image_encoder, load_text_encoder
 from selfsup.results import read_results
 from vision.encoder import ViTEncoder
 from vision.mae import MAEConfig
 from vision.probe_command import main
 
 import tiny_encoders as tiny
-from conftest import ROOT
+from conftest import ROOT, train
 
 CIFAR = ROOT / ".." / "shared" / "data" / "cifar10-subset"
 TINY_VIT = MAEConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
@@ -75,6 +75,22 @@ def test_probe_our_export_on_scenes_and_its_random_control(tmp_path):
     assert ours[0].extra["pretrained"] is True and rand[0].extra["pretrained"] is False
     assert ours[0].config_hash != rand[0].config_hash        # different experiments, never merged
     assert ours[0].extra["stored_at"] == 32                  # rendered at the input size: nothing cropped
+
+
+def test_a_vision_run_folder_is_a_spec(tmp_path):
+    from vision.task import MAETask
+    run = tmp_path / "mae"
+    train(MAETask, run, ["task.model.img_size=16", "task.model.patch_size=4", "task.model.embed_dim=32",
+                         "task.model.depth=2", "task.model.num_heads=2", "task.model.decoder_embed_dim=16",
+                         "task.model.decoder_depth=1", "task.model.decoder_num_heads=2", "task.data.num_train=64",
+                         "task.data.num_test=32", "trainer.batch_size=16", "trainer.max_steps=2",
+                         "trainer.eval_at_end=false"])
+    enc, ref = load_image_encoder(str(run)), ViTEncoder.from_checkpoint(run)
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    torch.testing.assert_close(enc(x)["cls"], ref(x)["cls"])
+    assert describe(enc)["encoder"] == str(run) and tuple(enc.preprocess.input_size) == (16, 16)
+    random = load_image_encoder(str(run), pretrained=False)
+    assert not torch.equal(random(x)["cls"], enc(x)["cls"])
 
 
 def test_probe_command_errors_are_user_errors(tmp_path, capsys):

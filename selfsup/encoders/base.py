@@ -1,8 +1,8 @@
 """The uniform encoder API every image and text encoder follows, whatever library it comes from.
 
     enc = load_image_encoder("timm:vit_small_patch14_dinov2.lvd142m")
-    out = enc(images_uint8)           # {"tokens": (B, L, D), "cls": (B, D), "mean": (B, D)}
-    enc.preprocess.to_dict()          # what was done to the pixels (record it in the Result's extra)
+    out = enc(images_uint8)           # {"tokens": (B, L, D), "cls": (B, D), "mean": (B, D)}; any image size
+    describe(enc)                     # spec, library, what "cls" is, the preprocessing (for a Result's extra)
     enc.freeze(); enc.unfreeze(last_k=2)
     groups = enc.param_groups(weight_decay=0.05, layer_decay=0.75)
 
@@ -15,12 +15,14 @@ What "cls" is, per family (``enc.cls_source`` says which applies):
   pre-logits). Always before any image-text projection.
 - "mean": the mean of the patch tokens, for models whose own feature is that mean (data2vec-vision and BEiT
   with ``use_mean_pooling``; timm models whose pooled width differs from their tokens').
-"mean" is always the mean of the patch tokens (text: of the real tokens, by the attention mask).
+"mean" is always the mean of the patch tokens (text: of the real tokens, by the attention mask). Text "tokens"
+are every position, padding included: use the attention mask with them.
 
 Layer ids (for partial finetuning and layer-wise LR decay): 0 for everything before the first block
 (embeddings), i + 1 for block i, depth + 1 for everything after the last block (final norm, pooler).
 ``unfreeze(last_k)`` trains the last k blocks and what follows them; ``param_groups`` scales block i's
 LR by ``layer_decay ** (depth - i)`` (BEiT / MAE finetuning), embeddings by ``layer_decay ** (depth + 1)``.
+timm models use timm's own grouping (``group_matcher``), in which the final norm joins the last block.
 """
 from __future__ import annotations
 
@@ -47,6 +49,12 @@ class _Trainable(nn.Module):
 
     def layer_id(self, name: str) -> int:
         raise NotImplementedError
+
+    def _cls(self, hidden: torch.Tensor, pooled: torch.Tensor | None, mean: torch.Tensor) -> torch.Tensor:
+        """The "cls" feature per ``cls_source`` (see the module's docstring)."""
+        if self.cls_source == "pooler":
+            return pooled
+        return hidden[:, 0] if self.cls_source == "token" else mean
 
     def freeze(self):
         self.requires_grad_(False)
@@ -106,11 +114,7 @@ class ImageEncoder(_Trainable):
         hidden, pooled = self.encode(self.prepare(images))             # (B, P + L, D), (B, D) | None
         tokens = hidden[:, self.num_prefix_tokens:]                    # (B, L, D)
         mean = tokens.mean(1)
-        if self.cls_source == "pooler":
-            cls = pooled
-        else:
-            cls = hidden[:, 0] if self.cls_source == "token" else mean
-        return {"tokens": tokens, "cls": cls, "mean": mean}
+        return {"tokens": tokens, "cls": self._cls(hidden, pooled, mean), "mean": mean}
 
 
 class TextEncoder(_Trainable):
@@ -137,23 +141,16 @@ class TextEncoder(_Trainable):
         hidden, pooled = self.encode(input_ids, attention_mask)          # (B, T, D), (B, D) | None
         m = attention_mask.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        cls = pooled if self.cls_source == "pooler" else (hidden[:, 0] if self.cls_source == "token" else mean)
-        return {"tokens": hidden, "cls": cls, "mean": mean}
+        return {"tokens": hidden, "cls": self._cls(hidden, pooled, mean), "mean": mean}
 
 
 BLOCKS = re.compile(r"(?:^|\.)(?:layers?|blocks|resblocks)\.(\d+)\.")   # "encoder.layer.3.", "blocks.3.", ...
 
 
 def block_layer_id(name: str, depth: int, before: tuple[str, ...]) -> int:
-    """Layer id from a parameter name: i + 1 inside block i, 0 for names starting with one of ``before``
+    """Layer id from a parameter name: i + 1 inside block i, 0 when a part of the name is one of ``before``
     (embeddings, pre-norms), depth + 1 for the rest (after the blocks)."""
     m = BLOCKS.search(name)
     if m:
         return int(m.group(1)) + 1
-    return 0 if name.startswith(before) else depth + 1
-
-
-def count_blocks(names) -> int:
-    """Number of blocks among parameter names (1 + the highest block index)."""
-    ids = [int(m.group(1)) for n in names if (m := BLOCKS.search(n))]
-    return max(ids) + 1 if ids else 0
+    return 0 if any(part in before for part in name.split(".")) else depth + 1

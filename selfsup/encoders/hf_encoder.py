@@ -28,10 +28,6 @@ POOLED_TEXT = ("clip", "clip_text_model", "siglip", "siglip_text_model")
 BEFORE_BLOCKS = ("embeddings", "embeddings_project", "pre_layrnorm")
 
 
-def _layer_id(name: str, depth: int) -> int:
-    return 0 if any(part in BEFORE_BLOCKS for part in name.split(".")[:-1]) else block_layer_id(name, depth, ())
-
-
 def _fetch_hint(name: str) -> str:
     hint = f"hf download {name}"
     if not Path(name).exists() and ("/" in name and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
@@ -77,7 +73,7 @@ class HFImageEncoder(ImageEncoder):
         self.patch = config.patch_size
 
     def layer_id(self, name: str) -> int:
-        return _layer_id(name, self.depth)
+        return block_layer_id(name, self.depth, BEFORE_BLOCKS)
 
     def encode(self, pixels: torch.Tensor):
         size = self.model.config.image_size
@@ -153,7 +149,7 @@ class HFTextEncoder(TextEncoder):
             getattr(tokenizer, "do_lower_case", None), source=spec)
 
     def layer_id(self, name: str) -> int:
-        return _layer_id(name, self.depth)
+        return block_layer_id(name, self.depth, BEFORE_BLOCKS)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,

@@ -52,4 +52,5 @@ def fetching(spec: str, fetch: str):
             f"encoder '{spec}' is not in the local cache ({hub_cache()}) and {how} ({type(e).__name__}: {first}). "
             f"Fetch it once on a machine with internet: `{fetch}`; then copy its cache folder here or point "
             f"HF_HOME at it (now {os.environ.get('HF_HOME', '~/.cache/huggingface')}). "
-            "A local folder or weights file works too: see `selfsup probe --help` for the spec forms.") from None
+            "Local files work too: timm:DIR (config.json + model.safetensors), hf:DIR (a save_pretrained folder), "
+            "open_clip:ARCH:WEIGHTS_FILE or open_clip:DIR.") from None

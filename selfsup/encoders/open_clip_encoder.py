@@ -21,13 +21,6 @@ from .timm_encoder import TimmImageEncoder
 BEFORE_BLOCKS = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "token_embedding")
 
 
-def _layer_id(name: str, depth: int) -> int:
-    leaf = name.split(".")
-    if any(part in BEFORE_BLOCKS for part in leaf):
-        return 0
-    return block_layer_id(name, depth, ())
-
-
 class OpenClipImageEncoder(ImageEncoder):
     family = "open_clip"
     cls_source = "pooler"
@@ -43,7 +36,7 @@ class OpenClipImageEncoder(ImageEncoder):
         self.depth = len(visual.transformer.resblocks)
 
     def layer_id(self, name: str) -> int:
-        return _layer_id(name, self.depth)
+        return block_layer_id(name, self.depth, BEFORE_BLOCKS)
 
     def no_weight_decay(self) -> set[str]:
         return {f"visual.{n}" for n in self.visual.no_weight_decay()}
@@ -76,7 +69,7 @@ class OpenClipTextEncoder(TextEncoder):
                                          self.pad_id, source=spec)
 
     def layer_id(self, name: str) -> int:
-        return _layer_id(name, self.depth)
+        return block_layer_id(name, self.depth, BEFORE_BLOCKS)
 
     def no_weight_decay(self) -> set[str]:
         return {"text.positional_embedding"}
