@@ -55,6 +55,7 @@ def test_probe_a_timm_folder_on_an_image_folder(tmp_path):
     pre = r.extra["preprocess"]
     assert pre["input_size"] == [32, 32] and pre["resize_size"] == [35, 35] and pre["crop_pct"] == 0.9
     assert r.extra["stored_at"] == 35                     # decoded at the resize size, then centre-cropped
+    assert r.extra["stored"].endswith("35 px squares (PIL bicubic), then the encoder's resize and centre crop")
     saved = (out / "config.yaml").read_text()
     assert f"encoder: timm:{model}" in saved and "store_size: 35" in saved
 
@@ -74,7 +75,7 @@ def test_probe_our_export_on_scenes_and_its_random_control(tmp_path):
     assert {r.dataset for r in ours} == {"scenes-colour"} and len(ours) == len(rand) == 4
     assert ours[0].extra["pretrained"] is True and rand[0].extra["pretrained"] is False
     assert ours[0].config_hash != rand[0].config_hash        # different experiments, never merged
-    assert ours[0].extra["stored_at"] == 32                  # rendered at the input size: nothing cropped
+    assert ours[0].extra["stored"] == "scenes rendered at 32 px"    # at the input size: nothing cropped
 
 
 def test_a_vision_run_folder_is_a_spec(tmp_path):

@@ -59,6 +59,17 @@ def store_size(data: ImageDataConfig, preprocess) -> int:
     return min(preprocess.input_size)
 
 
+def stored_as(data: ImageDataConfig, size: int, input_size: int) -> str:
+    """What was done to the images before the encoder's own transform, for the Results' record."""
+    if data.source in ("imagefolder", "folder"):
+        kept = f"image files decoded as centre-cropped {size} px squares (PIL bicubic)"
+    elif data.source in ("cifar10", "cifar100"):
+        kept = f"CIFAR images kept at {size} px"
+    else:
+        kept = f"{data.source} rendered at {size} px"
+    return kept + (", then the encoder's resize and centre crop" if size != input_size else "")
+
+
 class EncoderProbe:
     """The probe in the shape selfsup.harness.evaluate takes, so its Results are written like every task's."""
     name = "probe"
@@ -91,8 +102,9 @@ class EncoderProbe:
         p = cfg.probe
         scores = [s for name, (ytr, yte) in targets.items()
                   for s in probe_scores(ftr, ytr, fte, yte, name, p.epochs, p.lr, p.knn_k, p.knn_t)]
-        record = {**describe(encoder), "pretrained": cfg.pretrained,
-                  "stored_at": store_size(cfg.data, encoder.preprocess)}
+        size = store_size(cfg.data, encoder.preprocess)
+        record = {**describe(encoder), "pretrained": cfg.pretrained, "stored_at": size,
+                  "stored": stored_as(cfg.data, size, min(encoder.preprocess.input_size))}
         for s in scores:
             s.extra.update(record)
         return scores
