@@ -20,6 +20,7 @@ from pathlib import Path
 
 from selfsup.io import atomic_write_json, atomic_write_text
 
+from .board import collect
 from .markdown import details_md, page_md, summary_md
 from .matrix import SuiteError
 from .page import page_html
@@ -27,7 +28,6 @@ from .plan import Plan, plan
 from .plots import figures
 from .runner import exit_status, run_local, run_submitit
 from .suites import SUITES
-from .tables import collect
 
 README_BEGIN, README_END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 

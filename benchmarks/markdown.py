@@ -2,7 +2,8 @@
 the verdicts against the evidence, what is not complete, and every metric in folded tables."""
 from __future__ import annotations
 
-from .tables import Board, Grid, footnotes, full_tables, headline, not_complete
+from .board import Board
+from .tables import Grid, footnotes, full_tables, headline, not_complete
 from .verdicts import RESULTS_MD, verdicts
 
 LEGEND = ("Each cell: mean ± 95% CI (Student t) over seeds, or IQM [95% stratified-bootstrap CI] where the column "

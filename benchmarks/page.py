@@ -11,8 +11,9 @@ import html
 import re
 from pathlib import Path
 
+from .board import Board
 from .markdown import LEGEND, label
-from .tables import Board, Grid, footnotes, full_tables, headline, not_complete
+from .tables import Grid, footnotes, full_tables, headline, not_complete
 from .verdicts import RESULTS_MD, verdicts
 
 STYLE = """
@@ -21,7 +22,10 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}
 td,th{border:1px solid #d0d0d0;padding:3px 8px;text-align:right;white-space:nowrap}
 td:first-child,th:first-child,td.text,th.text{text-align:left}
-th{background:#f3f3f3;cursor:pointer;user-select:none;position:relative;padding-right:1.4em}
+td.text{white-space:normal;min-width:12em;max-width:18em}
+th{background:#f3f3f3;cursor:pointer;user-select:none;position:relative;padding-right:1.4em;white-space:normal;
+   vertical-align:bottom;max-width:11em}
+.scroll{overflow-x:auto;max-width:100%}
 th::after{content:"⇅";position:absolute;right:.35em;color:#aaa;font-size:11px}
 th[aria-sort=ascending]::after{content:"▲";color:#333}th[aria-sort=descending]::after{content:"▼";color:#333}
 td.best{font-weight:700;background:#e6f2e6}td.missing{color:#a33;font-style:italic}td.na{color:#bbb}
@@ -97,8 +101,8 @@ def grid_html(grid: Grid, board: Board | None = None, higher: list[bool] | None 
                 text = f'<a href="#{label(e.note)}">{text}</a>'
             cells.append(f"<td{attrs}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table class="sortable"><thead><tr>{"".join(heads)}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class=scroll><table class="sortable"><thead><tr>{"".join(heads)}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _link(job_id: str) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from selfsup.io import atomic_save_figure
 
+from .board import Board
 from .curves import plot_return_curves
-from .tables import Board
 
 
 def _pyplot():

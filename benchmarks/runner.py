@@ -67,9 +67,21 @@ def calibrated_steps(out: Path, key: str) -> int:
         raise RuntimeError(f"no calibration {out / key}.json ({e}); the suite makes it before this job") from None
 
 
+def fill_steps(argv, out: Path, missing_ok: bool = False) -> list[str]:
+    """{steps:KEY} -> the steps its calibration found (left as it is, with ``missing_ok``, before there is one)."""
+    def steps(m: re.Match) -> str:
+        try:
+            return str(calibrated_steps(out, m.group(1)))
+        except RuntimeError:
+            if missing_ok:
+                return m.group(0)
+            raise
+    return [re.sub(r"\{steps:([^}]+)\}", steps, a) for a in argv]
+
+
 def command(job: Job, out: Path, gpus_per_run: int = 1, resume: bool = False) -> list[str]:
     """The command line of a job as launched now: calibrated steps filled in, --resume when it has a checkpoint."""
-    argv = [re.sub(r"\{steps:([^}]+)\}", lambda m: str(calibrated_steps(out, m.group(1))), a) for a in job.argv]
+    argv = fill_steps(job.argv, out)
     if resume:
         argv.append("--resume")
     if job.trains and gpus_per_run > 1:
@@ -143,8 +155,9 @@ def _fresh_start(job: Job, out: Path, state: str) -> bool:
     return True
 
 
-def execute(job: Job, out: Path, gpus_per_run: int = 1, stop: Stop | None = None) -> Outcome:
-    """Run one job to completion (or interruption) and say how it ended."""
+def execute(job: Job, out: Path, gpus_per_run: int = 1, stop: Stop | None = None, where: str = "") -> Outcome:
+    """Run one job to completion (or interruption) and say how it ended; ``where`` (e.g. "3/15") goes in its
+    log line."""
     state = job_state(job, out)
     if state == "complete":
         return Outcome(job.id, "complete", "skipped")
@@ -155,8 +168,8 @@ def execute(job: Job, out: Path, gpus_per_run: int = 1, stop: Stop | None = None
         cmd = command(job, out, gpus_per_run, resume)
     except RuntimeError as e:
         return Outcome(job.id, "failed", "not run", error=str(e))
-    print(f"[leaderboard] {job.id}: {'resuming' if resume else 'running'} selfsup {' '.join(job.argv[:2])}",
-          flush=True)
+    print(f"[leaderboard] {where + ' ' if where else ''}{job.id}: {'resuming' if resume else 'running'} "
+          f"selfsup {' '.join(job.argv[:2])}", flush=True)
     start, cpu = time.perf_counter(), _children_cpu()
     child = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     tee = _Tee(child.stderr.fileno())
@@ -232,10 +245,11 @@ def run_local(plan: Plan, gpus_per_run: int = 1, log=print) -> dict[str, Outcome
     journal, outcomes, stop = Journal(plan.out), {}, Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for job in plan.jobs.values():
+        for i, job in enumerate(plan.jobs.values()):
             if stop.signum is not None:
                 break
-            outcome = _blocked(job, outcomes) or execute(job, plan.out, gpus_per_run, stop)
+            where = f"{i + 1}/{len(plan.jobs)}"
+            outcome = _blocked(job, outcomes) or execute(job, plan.out, gpus_per_run, stop, where)
             outcomes[job.id] = journal.record(outcome, log)
     finally:
         for s, h in handlers.items():

@@ -65,7 +65,7 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
                          Budget(steps=caption_steps)),
                    label="caption CIDEr-D",
                    evidence=Evidence("evidence-caption-tiny", "scenes-captions", "cider_d", "600 steps",
-                                     {"mae": "pretrained", "random-vit": "random"}, split="test",
+                                     {"mae": "pretrained", "random-vit": "random init"}, split="test",
                                      note="the evidence varies both towers; this column only the vision tower "
                                           "(decoder: the suite's BERT)")),
         Evaluation("ppo", "image", "minigrid", Metric("return_auc", ENV, "train"),
@@ -80,7 +80,7 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
         Evaluation("topic", "text", "stdlib", Metric("linear_probe_top1_mean", "stdlib-corpus-topics", "test"),
                    label="topic probe",
                    evidence=Evidence("evidence-bert-tiny", "stdlib-corpus-topics", "linear_probe_top1_mean",
-                                     "1,000 steps", {"bert": "pretrained", "random-bert": "random"})),
+                                     "1,000 steps", {"bert": "pretrained", "random-bert": "random init"})),
         Evaluation("tok-per-s", "text", "stdlib", Metric("tokens_per_s", log=True), label="train tokens/s",
                    ranked=False, trained_only=True, digits=0),
     ]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .matrix import Evaluation
-from .tables import Board, pretraining_text
+from .board import Board
+from .matrix import RANDOM, Evaluation
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*(?:e-?\d+)?")
@@ -57,10 +57,11 @@ def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str 
             if (name, ev.name) in board.cells and board.cells[(name, ev.name)].values}
     line = f"- **{ev.title}**: "
     if here:
-        first = next(iter(here.values()))
+        budgets = {str(c.rep.pretrain[ev.domain].budget) for c in here.values()
+                   if ev.domain in c.rep.pretrain and c.rep.pretrain[ev.domain].budget not in (None, RANDOM)}
         n = {len(c.values) for c in here.values()}
         line += "here " + " · ".join(f"{c.rep.title} {c.stat[0]:.{ev.digits}f}" for c in here.values()) + \
-            f" ({pretraining_text(first.rep)}, n={'/'.join(map(str, sorted(n)))})"
+            f" ({', '.join(sorted(budgets)) or 'no pretraining'}, n={'/'.join(map(str, sorted(n)))})"
     else:
         line += "here no complete runs yet"
     rows = section_rows(results_md, evidence.section)

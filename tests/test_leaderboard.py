@@ -11,12 +11,12 @@ import time
 
 import pytest
 
+from benchmarks.board import collect
 from benchmarks.leaderboard import main
 from benchmarks.matrix import Budget, Representation, Suite, Train
 from benchmarks.plan import plan
 from benchmarks.runner import exit_status, run_local, run_submitit
 from benchmarks.suites import smoke
-from benchmarks.tables import collect
 
 from conftest import ROOT
 

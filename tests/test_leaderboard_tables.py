@@ -8,14 +8,15 @@ import subprocess
 
 import pytest
 
+from benchmarks.board import ci95, collect
 from benchmarks.curves import arm_curves, plot_return_curves
 from benchmarks.leaderboard import README_BEGIN, README_END, main, render, replace_block
 from benchmarks.markdown import page_md, summary_md
 from benchmarks.matrix import RANDOM, Budget, Evaluation, Evidence, Metric, Representation, Suite, SuiteError, Train
 from benchmarks.page import page_html
 from benchmarks.plan import plan
+from benchmarks.ranks import mean_ranks
 from benchmarks.runner import Journal, Outcome, _write_calibration, command
-from benchmarks.tables import ci95, collect, mean_ranks
 from selfsup.results import Result, write_results
 
 
@@ -90,6 +91,11 @@ def test_minutes_budget_is_calibrated_first(tmp_path):
     _write_calibration(cal, tmp_path)
     assert json.loads((tmp_path / "calibrate" / "mae-scenes.json").read_text())["steps"] == 60   # 30 s / 0.5 s
     assert "trainer.max_steps=60" in command(p.jobs["mae-scenes-s0"], tmp_path)
+    # many GPUs: trainings under torchrun, nothing else
+    assert command(p.jobs["mae-scenes-s0"], tmp_path, gpus_per_run=2)[1:5] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    export = plan(_suite(), tmp_path).jobs["bert-text-s0/export"]
+    assert command(export, tmp_path, gpus_per_run=2)[1:4] == ["-m", "selfsup", "export"]
 
 
 def test_bad_suites_are_user_errors(tmp_path):
@@ -289,6 +295,12 @@ def test_render_cli_writes_readme_and_results(tmp_path, capsys):
     assert main(["render", str(tmp_path / "out"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "| representation | pretraining |" in text and "suite `quick`" in text and "MAE" in text
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Measured figures\n")
+    assert main(["render", str(tmp_path / "out"), "--write", str(results_md)]) == 0
+    section = results_md.read_text()
+    assert "<!-- leaderboard-quick -->" in section and f"Command: `selfsup leaderboard render {tmp_path / 'out'}" \
+        in section and "runs made by code abc" in section and "<details><summary>pretraining: mae on scenes" in section
     assert main(["render", str(tmp_path / "missing")]) == 2
     assert "is not a folder of runs" in capsys.readouterr().err
 
