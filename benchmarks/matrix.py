@@ -108,6 +108,8 @@ class Evaluation:
     domain: str                     # the pretraining it uses (the domain of the data it runs on)
     metric: Metric                  # the cell's number
     run: Train | Command | None = None    # the downstream run; None: read the pretraining run itself
+    fallback: Train | Command | None = None   # with run=None: the run for an encoder spec, which has no
+                                              # pretraining run to read (e.g. `selfsup probe --encoder {run}`)
     label: str = ""                 # column label (default: name)
     higher_is_better: bool = True
     aggregate: str = "mean"         # mean (Student-t 95% CI) | iqm (interquartile mean, stratified-bootstrap CI)
@@ -125,7 +127,7 @@ class Evaluation:
         if rep.kind != self.kind or (rep.only and self.name not in rep.only):
             return False
         if self.run is None:        # read from the pretraining run: only a pretrained representation has one
-            return self.domain in rep.pretrain
+            return self.domain in rep.pretrain or bool(self.fallback is not None and rep.spec)
         return self.domain in rep.pretrain or not rep.pretrain
 
     def __post_init__(self):

@@ -151,18 +151,19 @@ class _Builder:
         return self.add(Job(job_id, "export", argv, (pre,), "export", self.plan.jobs[pre].seed))
 
     def cell(self, rep: Representation, ev, seed: int) -> str:
-        if ev.run is None:
+        run = ev.run if ev.run is not None or ev.domain in rep.pretrain else ev.fallback
+        if run is None:
             return self.pretraining(rep, ev.domain, seed)
         job_id = f"{ev.name}--{rep.name}-s{seed}"
         run_dir, deps = self.out / job_id, []
         extra = tuple(rep.extra.get(ev.name, ()))
-        if isinstance(ev.run, Command):
-            argv = tuple(self.fill(a, seed, run_dir, rep, ev.domain, deps) for a in ev.run.argv + extra) + self.extra
+        if isinstance(run, Command):
+            argv = tuple(self.fill(a, seed, run_dir, rep, ev.domain, deps) for a in run.argv + extra) + self.extra
             kind, trains = "eval", False
         else:
-            calibration = self.calibration(ev.run, f"{ev.name}--{rep.name}", rep, ev.domain)
+            calibration = self.calibration(run, f"{ev.name}--{rep.name}", rep, ev.domain)
             deps += [calibration] if calibration else []
-            argv = self.train_argv(ev.run, run_dir, seed, rep, ev.domain, calibration, deps, extra)
+            argv = self.train_argv(run, run_dir, seed, rep, ev.domain, calibration, deps, extra)
             kind, trains = "train", True
         return self.add(Job(job_id, kind, argv, tuple(dict.fromkeys(deps)), "downstream", seed, trains))
 

@@ -14,7 +14,7 @@ from rl.pipeline import in_domain_mae
 from .matrix import RANDOM, Budget, Command, Evaluation, Evidence, Metric, Representation, Suite, Train
 
 ENV = "MiniGrid-Empty-5x5-v0"
-SCENES = ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")   # the old quick's
+QUICK_SCENES = ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")   # (tiny: 20k, 2k, 60)
 # per vision task: its overrides for pretraining on MiniGrid frames (56 px, one patch per tile); a task without
 # an entry has no PPO cells
 MINIGRID = {"mae": in_domain_mae(f"{{frames:{ENV}}}")}
@@ -22,12 +22,19 @@ MINIGRID = {"mae": in_domain_mae(f"{{frames:{ENV}}}")}
 #   "simmim": (...), "data2vec": (...)    # the same 56 px / 8 px ViT and frames folder, each method's own knobs
 
 
+def _along(budget: Budget, evaluations: int) -> tuple[str, ...]:
+    """Evaluate `evaluations` times along a pretraining (the learning-per-minute figure), not only at its end."""
+    if not evaluations or budget.steps is None or budget.steps < evaluations:
+        return ()
+    return (f"trainer.eval_every={budget.steps // evaluations}",)
+
+
 def image_rep(name: str, task: str, scenes: Budget, minigrid: Budget | None = None, label: str = "",
               baseline: bool = False, cifar: Budget | None = None, data: Path | None = None,
-              **kw) -> Representation:
+              scene_data: tuple[str, ...] = QUICK_SCENES, evaluations: int = 0, **kw) -> Representation:
     """A vision method pretrained on rendered scenes (probes, finetuning, captioning), with a budget for them on
     MiniGrid frames (PPO) and on `data`'s CIFAR-10 subset (its probes)."""
-    pretrain = {"scenes": Train(task, "tiny", SCENES, scenes)}
+    pretrain = {"scenes": Train(task, "tiny", scene_data + _along(scenes, evaluations), scenes)}
     if minigrid is not None and task in MINIGRID:
         pretrain["minigrid"] = Train(task, "tiny", MINIGRID[task], minigrid)
     if cifar is not None and data is not None:
@@ -37,10 +44,10 @@ def image_rep(name: str, task: str, scenes: Budget, minigrid: Budget | None = No
 
 
 def text_rep(name: str, objective: str, budget: Budget, label: str = "", baseline: bool = False,
-             **kw) -> Representation:
+             evaluations: int = 0, **kw) -> Representation:
     """A `bert` objective pretrained on the standard library's docstrings."""
-    return Representation(name, "text", {"stdlib": Train("bert", "tiny", (f"task.objective={objective}",), budget)},
-                          label=label, baseline=baseline, **kw)
+    train = Train("bert", "tiny", (f"task.objective={objective}",) + _along(budget, evaluations), budget)
+    return Representation(name, "text", {"stdlib": train}, label=label, baseline=baseline, **kw)
 
 
 # ------------------------------------------------------------------------------------------------ columns
@@ -54,6 +61,8 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
             caption_images: int = 300, data: Path | None = None) -> tuple[Evaluation, ...]:
     """Every use a suite measures (finetuning when it has steps); `data` (../shared/data) adds the real-data
     columns."""
+    # encoder-spec rows (wave 2) reach the probe columns with fallback=Command(("probe", "--encoder", "{run}",
+    # "--data", "scenes", "--out", "{dir}")) once `selfsup probe` writes the same Result records
     cols = [
         Evaluation("linear", "image", "scenes", Metric("linear_probe_top1_mean", "scenes-shape", "test"),
                    label="linear probe: shape", evidence=_evidence_mae("linear_probe_top1_mean")),
@@ -108,22 +117,22 @@ SCRATCH_CNN = Representation("scratch-cnn", "image", label="NatureCNN from scrat
                              only=("ppo",), extra={"ppo": ("task.encoder.kind=cnn",)})
 
 
-def rows(vision: Budget, minigrid: Budget, text: Budget, cifar: Budget | None = None,
-         data: Path | None = None) -> tuple[Representation, ...]:
+def rows(vision: Budget, minigrid: Budget, text: Budget, cifar: Budget | None = None, data: Path | None = None,
+         scene_data: tuple[str, ...] = QUICK_SCENES, evaluations: int = 0) -> tuple[Representation, ...]:
     """The representations of quick and standard, one line per method."""
-    real = {"cifar": cifar, "data": data}
+    real = {"cifar": cifar, "data": data, "scene_data": scene_data}
     return (
-        image_rep("mae", "mae", vision, minigrid, label="MAE", **real),
-        # image_rep("simmim", "simmim", vision, minigrid, label="SimMIM", **real),     (vision methods, wave 2)
-        # image_rep("data2vec", "data2vec", vision, minigrid, label="data2vec 2.0", **real),
+        image_rep("mae", "mae", vision, minigrid, label="MAE", evaluations=evaluations, **real),
+        # image_rep("simmim", "simmim", vision, minigrid, label="SimMIM", evaluations=evaluations, **real),
+        # image_rep("data2vec", "data2vec", vision, minigrid, label="data2vec 2.0", evaluations=evaluations, **real),
         image_rep("random-vit", "mae", RANDOM, RANDOM, label="random ViT", baseline=True,
-                  cifar=RANDOM if cifar else None, data=data),
+                  **real | {"cifar": RANDOM if cifar else None}),
         SCRATCH_CNN,
-        text_rep("bert", "mlm+nsp", text, label="BERT MLM+NSP"),
-        # text_rep("bert-mlm", "mlm", text, label="MLM (RoBERTa-style)"),          (language objectives, wave 2)
-        # text_rep("bert-sop", "mlm+sop", text, label="MLM+SOP (ALBERT)"),
-        # text_rep("electra", "electra", text, label="ELECTRA"),
-        # text_rep("data2vec-text", "data2vec", text, label="data2vec 2.0 (text)"),
+        text_rep("bert", "mlm+nsp", text, label="BERT MLM+NSP", evaluations=evaluations),
+        # text_rep("bert-mlm", "mlm", text, label="MLM (RoBERTa-style)", evaluations=evaluations),   (wave 2)
+        # text_rep("bert-sop", "mlm+sop", text, label="MLM+SOP (ALBERT)", evaluations=evaluations),
+        # text_rep("electra", "electra", text, label="ELECTRA", evaluations=evaluations),
+        # text_rep("data2vec-text", "data2vec", text, label="data2vec 2.0 (text)", evaluations=evaluations),
         text_rep("random-bert", "mlm+nsp", RANDOM, label="random BERT", baseline=True),
         # Representation("clip", "image", {"scenes": Train("clip", ...)}, label="CLIP"),  (+ retrieval, zero-shot)
         # Representation("timm-vit-tiny", "image", spec="timm:vit_tiny_patch16_224"),    (encoder specs, wave 2)
@@ -140,11 +149,12 @@ def quick(data: Path | None = None) -> Suite:
 
 
 def standard(data: Path | None = Path("../shared/data")) -> Suite:
-    """The tiny presets' budgets (the evidence's) at 3 seeds, PPO at 5 on one in-domain pretraining; with
-    `data` (../shared/data) also MAE on its CIFAR-10 subset and SST-2 finetuning."""
+    """The tiny presets' budgets and data (the evidence's) at 3 seeds, PPO at 5 on one in-domain pretraining,
+    pretrainings evaluated 4 times along the way; with `data` (../shared/data) also MAE on its CIFAR-10 subset
+    and SST-2 finetuning."""
     data = data if data is not None and data.is_dir() else None
     return Suite("standard", rows(Budget(steps=2000), Budget(steps=1500), Budget(steps=1000), Budget(steps=2000),
-                                  data),
+                                  data, scene_data=(), evaluations=4),
                  columns(caption_steps=600, ppo_steps=320, finetune_steps=600, ppo_seeds=5, data=data),
                  seeds=3, shared=("minigrid",),
                  description="the tiny presets' budgets, 3 seeds (PPO 5)" + (f", and real data from {data}"

@@ -12,7 +12,18 @@ from benchmarks.board import ci95, collect
 from benchmarks.curves import arm_curves, plot_return_curves
 from benchmarks.leaderboard import README_BEGIN, README_END, main, render, replace_block
 from benchmarks.markdown import page_md, summary_md
-from benchmarks.matrix import RANDOM, Budget, Evaluation, Evidence, Metric, Representation, Suite, SuiteError, Train
+from benchmarks.matrix import (
+    RANDOM,
+    Budget,
+    Command,
+    Evaluation,
+    Evidence,
+    Metric,
+    Representation,
+    Suite,
+    SuiteError,
+    Train,
+)
 from benchmarks.page import page_html
 from benchmarks.plan import plan
 from benchmarks.ranks import mean_ranks
@@ -66,6 +77,14 @@ def test_plan_makes_each_pretraining_once_and_chains_exports(tmp_path):
     assert not any(a.startswith("task.vision_init") for a in p.jobs["down--cnn-s0"].argv)
     assert "task.encoder.kind=cnn" in p.jobs["down--cnn-s0"].argv
     assert ("timm", "probe") not in p.cells and ("cnn", "probe") not in p.cells and ("bert", "down") not in p.cells
+    # a column read from pretraining runs reaches encoder specs through its fallback command
+    s = _suite()
+    probe = Evaluation("probe", "image", "scenes", Metric("acc", "d", "test"),
+                       fallback=Command(("probe", "--encoder", "{run}", "--out", "{dir}")))
+    p = plan(Suite("t", s.representations, (probe,), seeds=1), tmp_path / "fallback")
+    assert p.cells[("mae", "probe")] == ["mae-scenes-s0"] and p.cells[("timm", "probe")] == ["probe--timm-s0"]
+    assert p.jobs["probe--timm-s0"].argv == ("probe", "--encoder", "timm:vit_tiny_patch16_224", "--out",
+                                             str(tmp_path / "fallback" / "probe--timm-s0"))
 
 
 def test_plan_shared_domains_and_seed_counts(tmp_path):
