@@ -32,10 +32,10 @@ from .suites import SUITES
 README_BEGIN, README_END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 
 
-def make_plan(suite: str, out: Path, seeds: int | None, extra: list[str], data: str | None) -> Plan:
+def make_plan(suite: str, out: Path, seeds: int | None, extra: list[str], data: str) -> Plan:
     if suite not in SUITES:
         raise SuiteError(f"unknown suite {suite!r}; choose one of {', '.join(sorted(SUITES))}")
-    return plan(SUITES[suite](Path(data)) if data else SUITES[suite](), out, seeds, tuple(extra))
+    return plan(SUITES[suite](Path(data)), out, seeds, tuple(extra))
 
 
 def render(p: Plan, results_md: Path | None = None) -> Path:
@@ -86,19 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("plan", help="list a suite's jobs and commands without running them")
     d.add_argument("out")
     for sp in (r, pl):
-        sp.add_argument("--out", default="runs/leaderboard")
+        sp.add_argument("--out", default="runs/leaderboard", help="the suite's folder of runs")
     for sp in (r, d, pl):
         sp.add_argument("--suite", choices=sorted(SUITES), default=None if sp is d else "quick")
         sp.add_argument("--seeds", type=int, help="runs per cell (default: the suite's, 5 for RL columns of standard)")
         sp.add_argument("--set", nargs="*", action="extend", default=None, metavar="KEY=VALUE",
                         help="overrides for every training, e.g. trainer.device=cuda")
-        sp.add_argument("--data", help="folder of real data for the suites that use it (default ../shared/data)")
+        sp.add_argument("--data", help="folder of real data for the suites that use it, when it exists "
+                                       "(default: ../shared/data)")
     for sp in (r, d):
         sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
         sp.add_argument("--readme", help="replace the block between the leaderboard markers of this README")
     r.add_argument("--launcher", choices=("local", "submitit"), default="local",
                    help="local: one run after another here; submitit: each run a SLURM job (after what it needs)")
-    r.add_argument("--gpus-per-run", type=int, default=1, help="> 1: each training under torchrun on that many GPUs")
+    r.add_argument("--gpus-per-run", type=int, default=0,
+                   help="GPUs each run gets (submitit asks SLURM for them); > 1: each training under torchrun")
     r.add_argument("--cluster", help="submitit's executor: slurm (default when sbatch exists), local, debug")
     r.add_argument("--slurm-partition", help="submitit: SLURM partition")
     r.add_argument("--timeout-min", type=int, default=24 * 60, help="submitit: time limit of each job")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         same = saved.get("suite") == suite
         seeds = args.seeds if args.seeds is not None else saved.get("seeds") if same else None
         extra = args.set if args.set is not None else saved.get("set", []) if same else []
-        data = args.data or (saved.get("data") if same else None)
+        data = str(Path(args.data or (saved.get("data") if same else None) or "../shared/data").resolve())
         p = make_plan(suite, out, seeds, extra, data)
         if args.verb == "plan":
             for job in p.jobs.values():

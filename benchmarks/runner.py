@@ -79,7 +79,7 @@ def fill_steps(argv, out: Path, missing_ok: bool = False) -> list[str]:
     return [re.sub(r"\{steps:([^}]+)\}", steps, a) for a in argv]
 
 
-def command(job: Job, out: Path, gpus_per_run: int = 1, resume: bool = False) -> list[str]:
+def command(job: Job, out: Path, gpus_per_run: int = 0, resume: bool = False) -> list[str]:
     """The command line of a job as launched now: calibrated steps filled in, --resume when it has a checkpoint."""
     argv = fill_steps(job.argv, out)
     if resume:
@@ -155,7 +155,7 @@ def _fresh_start(job: Job, out: Path, state: str) -> bool:
     return True
 
 
-def execute(job: Job, out: Path, gpus_per_run: int = 1, stop: Stop | None = None, where: str = "") -> Outcome:
+def execute(job: Job, out: Path, gpus_per_run: int = 0, stop: Stop | None = None, where: str = "") -> Outcome:
     """Run one job to completion (or interruption) and say how it ended; ``where`` (e.g. "3/15") goes in its
     log line."""
     state = job_state(job, out)
@@ -240,7 +240,7 @@ def _blocked(job: Job, outcomes: dict[str, Outcome]) -> Outcome | None:
                    error="needs " + ", ".join(f"{d} ({outcomes[d].state})" for d in bad))
 
 
-def run_local(plan: Plan, gpus_per_run: int = 1, log=print) -> dict[str, Outcome]:
+def run_local(plan: Plan, gpus_per_run: int = 0, log=print) -> dict[str, Outcome]:
     """Every job in plan order, as this process's children; SIGTERM/SIGINT stop after the running job saves."""
     journal, outcomes, stop = Journal(plan.out), {}, Stop()
     handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -257,14 +257,14 @@ def run_local(plan: Plan, gpus_per_run: int = 1, log=print) -> dict[str, Outcome
     return outcomes
 
 
-def run_submitit(plan: Plan, gpus_per_run: int = 1, cluster: str | None = None, poll: float = 10.0,
+def run_submitit(plan: Plan, gpus_per_run: int = 0, cluster: str | None = None, poll: float = 10.0,
                  log=print, **params) -> dict[str, Outcome]:
     """Each job as a submitit job (SLURM on a cluster; ``cluster="local"``: local processes), submitted once its
     dependencies are complete. ``params`` go to ``executor.update_parameters`` (e.g. slurm_partition)."""
     import submitit
     executor = submitit.AutoExecutor(folder=plan.out / "submitit", cluster=cluster)
     executor.update_parameters(**{"timeout_min": 24 * 60, "nodes": 1, "tasks_per_node": 1,
-                                  **({"gpus_per_node": gpus_per_run} if gpus_per_run > 1 else {}), **params})
+                                  **({"gpus_per_node": gpus_per_run} if gpus_per_run else {}), **params})
     journal, outcomes, pending, running = Journal(plan.out), {}, dict(plan.jobs), {}
     while pending or running:
         for job in list(pending.values()):
