@@ -53,7 +53,7 @@ def text_rep(name: str, objective: str, budget: Budget, label: str = "", baselin
 # ------------------------------------------------------------------------------------------------ columns
 
 def _evidence_mae(metric: str) -> Evidence:
-    return Evidence("evidence-mae-tiny", "scenes-shape", metric, "2,000 steps", {"mae": "pretrained",
+    return Evidence("evidence-mae-tiny", "scenes-shape", metric, "pretraining 2,000 steps", {"mae": "pretrained",
                                                                                   "random-vit": "random"})
 
 
@@ -73,7 +73,8 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
                                              "task.vision_init={run}", "task.text_init={export:bert}"),
                          Budget(steps=caption_steps)),
                    label="caption CIDEr-D",
-                   evidence=Evidence("evidence-caption-tiny", "scenes-captions", "cider_d", "600 steps",
+                   evidence=Evidence("evidence-caption-tiny", "scenes-captions", "cider_d",
+                                     "pretraining 2,000 (MAE) and 1,000 (BERT) steps, caption 600 steps",
                                      {"mae": "pretrained", "random-vit": "random init"}, split="test",
                                      note="the evidence varies both towers; this column only the vision tower "
                                           "(decoder: the suite's BERT)")),
@@ -81,7 +82,8 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
                    Train("ppo", "minigrid", ("task.eval_episodes=32", f"task.env.id={ENV}",
                                              "task.encoder.init={run}"), Budget(steps=ppo_steps)),
                    label="PPO return (frozen)", aggregate="iqm", seeds=ppo_seeds,
-                   evidence=Evidence("leaderboard-rl", ENV, "return_auc", "20,480 env steps",
+                   evidence=Evidence("leaderboard-rl", ENV, "return_auc",
+                                     "pretraining 1,500 steps, ppo 320 steps (20,480 env steps)",
                                      {"mae": "mae-frozen", "random-vit": "random-vit-frozen",
                                       "scratch-cnn": "scratch-cnn"}, split="train")),
         Evaluation("img-per-s", "image", "scenes", Metric("samples_per_s", log=True), label="train img/s",
@@ -89,7 +91,7 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
         Evaluation("topic", "text", "stdlib", Metric("linear_probe_top1_mean", "stdlib-corpus-topics", "test"),
                    label="topic probe",
                    evidence=Evidence("evidence-bert-tiny", "stdlib-corpus-topics", "linear_probe_top1_mean",
-                                     "1,000 steps", {"bert": "pretrained", "random-bert": "random init"})),
+                                     "pretraining 1,000 steps", {"bert": "pretrained", "random-bert": "random init"})),
         Evaluation("tok-per-s", "text", "stdlib", Metric("tokens_per_s", log=True), label="train tokens/s",
                    ranked=False, trained_only=True, digits=0),
     ]
@@ -98,7 +100,8 @@ def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_see
             "finetune", "image", "scenes", Metric("finetune_top1", "scenes-shape", "test"),
             Train("vit-finetune", "tiny", ("task.init={run}", "task.data.label=shape"), Budget(steps=finetune_steps)),
             label="finetune: shape",
-            evidence=Evidence("evidence-vit-finetune-tiny-shape", "scenes-shape", "finetune_top1", "600 steps",
+            evidence=Evidence("evidence-vit-finetune-tiny-shape", "scenes-shape", "finetune_top1",
+                              "pretraining 2,000 steps, vit-finetune 600 steps",
                               {"mae": "pretrained", "random-vit": "random"})))
     if data is not None and (data / "cifar10-subset").is_dir():
         cols += [Evaluation("cifar-linear", "image", "cifar10", Metric("linear_probe_top1_mean", "cifar10-subset",

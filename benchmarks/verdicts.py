@@ -1,13 +1,15 @@
-"""The quick verdicts against the multi-seed evidence: for each column that names its evidence, the order of
-the representations here beside the order RESULTS.md measured, read from that section's table when rendering
-(so neither side is ever prose typed earlier), and whether they agree."""
+"""The quick verdicts against the multi-seed evidence: for each column that names its evidence, the numbers here
+beside the numbers RESULTS.md measured, read from that section's table when rendering (so neither side is ever
+prose typed earlier), and whether they agree: pair by pair, where the evidence's spreads (± std or CI) separate
+two representations, this table must order them alike; where this table's own intervals overlap (or one run
+each ties), they are level here."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 from .board import Board
-from .matrix import RANDOM, Evaluation
+from .matrix import RANDOM, Evaluation, Train
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*(?:e-?\d+)?")
@@ -38,13 +40,47 @@ def section_rows(results_md: Path, key: str) -> list[dict[str, str]] | None:
     return rows
 
 
-def _first_number(text: str) -> float | None:
-    m = NUMBER.search(text.replace("**", ""))
-    return float(m.group().replace(",", "")) if m else None
+def _estimate(text: str) -> tuple[float, float] | None:
+    """A table cell's number and its ± spread (0 without one): "0.5087 ± 0.0234" -> (0.5087, 0.0234)."""
+    numbers = [float(x.replace(",", "")) for x in NUMBER.findall(text.replace("**", ""))]
+    if not numbers:
+        return None
+    return numbers[0], numbers[1] if "±" in text and len(numbers) > 1 else 0.0
 
 
-def _order(points: dict[str, float], higher_is_better: bool) -> list[str]:
-    return sorted(points, key=lambda k: points[k], reverse=higher_is_better)
+def _sign(a: tuple[float, float], b: tuple[float, float]) -> int:
+    """+1 / -1 when a is above / below b by more than their spreads together, 0 when they overlap."""
+    gap = a[0] - b[0]
+    return 0 if abs(gap) <= a[1] + b[1] else (1 if gap > 0 else -1)
+
+
+def agreement(ours: dict[str, tuple[float, float]], theirs: dict[str, tuple[float, float]],
+              title=str) -> str:
+    """Pair by pair: where the evidence separates two representations, does this table order them alike?"""
+    names = [k for k in ours if k in theirs]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    separated = [(a, b) for a, b in pairs if _sign(theirs[a], theirs[b])]
+    if not separated:
+        return "the evidence finds no clear difference"
+    wrong = [(a, b) for a, b in separated if _sign(ours[a], ours[b]) == -_sign(theirs[a], theirs[b])]
+    level = [(a, b) for a, b in separated if _sign(ours[a], ours[b]) == 0]
+    if wrong:
+        return "**disagrees** (" + ", ".join(f"{title(a)} vs {title(b)}" for a, b in wrong) + ") at this budget"
+    if level:
+        return "level here (" + ", ".join(f"{title(a)} vs {title(b)}" for a, b in level) + \
+            "), where the evidence separates them"
+    return "**agrees**"
+
+
+def _budget_here(cell) -> str:
+    """The budgets behind a cell: its pretraining's, and its downstream run's."""
+    ev, rep = cell.ev, cell.rep
+    parts = []
+    if ev.domain in rep.pretrain and rep.pretrain[ev.domain].budget not in (None, RANDOM):
+        parts.append(f"pretraining {rep.pretrain[ev.domain].budget}")
+    if isinstance(ev.run, Train) and ev.run.budget is not None:
+        parts.append(f"{ev.run.task} {ev.run.budget}")
+    return ", ".join(parts)
 
 
 def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str | None:
@@ -57,11 +93,11 @@ def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str 
             if (name, ev.name) in board.cells and board.cells[(name, ev.name)].values}
     line = f"- **{ev.title}**: "
     if here:
-        budgets = {str(c.rep.pretrain[ev.domain].budget) for c in here.values()
-                   if ev.domain in c.rep.pretrain and c.rep.pretrain[ev.domain].budget not in (None, RANDOM)}
         n = {len(c.values) for c in here.values()}
+        budgets = list(dict.fromkeys(b for c in here.values() if (b := _budget_here(c))))
+        runs = "n=" + "/".join(map(str, sorted(n)))
         line += "here " + " · ".join(f"{c.rep.title} {c.stat[0]:.{ev.digits}f}" for c in here.values()) + \
-            f" ({', '.join(sorted(budgets)) or 'no pretraining'}, n={'/'.join(map(str, sorted(n)))})"
+            f" ({'; '.join(budgets + [runs])})"
     else:
         line += "here no complete runs yet"
     rows = section_rows(results_md, evidence.section)
@@ -81,13 +117,11 @@ def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str 
         f"{suite.rep(name).title} {text}" for name, text in theirs.items())
     if evidence.note:
         line += f" ({evidence.note})"
-    common = [k for k in here if k in theirs and _first_number(theirs[k]) is not None]
-    if len(common) < 2:
+    ours = {k: (c.stat[0], 0.0 if c.stat[1] is None else (c.stat[2] - c.stat[1]) / 2) for k, c in here.items()}
+    known = {k: e for k, text in theirs.items() if (e := _estimate(text)) is not None}
+    if len([k for k in ours if k in known]) < 2:
         return line
-    ours = _order({k: here[k].stat[0] for k in common}, ev.higher_is_better)
-    known = _order({k: _first_number(theirs[k]) for k in common}, ev.higher_is_better)
-    agree = "**agrees**" if ours == known else f"**disagrees** at this budget (the evidence is at {evidence.budget})"
-    return line + f" → {agree}"
+    return line + " → " + agreement(ours, known, lambda k: suite.rep(k).title)
 
 
 def verdicts(board: Board, results_md: Path = RESULTS_MD) -> list[str]:

@@ -276,7 +276,9 @@ RESULTS = """# Measured figures
 """
 
 
-@pytest.mark.parametrize("ours, verdict", [((0.8, 0.2), "**agrees**"), ((0.2, 0.8), "**disagrees** at this budget")])
+@pytest.mark.parametrize("ours, verdict", [((0.8, 0.2), "→ **agrees**"),
+                                            ((0.2, 0.8), "→ **disagrees** (MAE vs random) at this budget"),
+                                            ((0.5, 0.5), "→ level here (MAE vs random), where the evidence separates")])
 def test_verdicts_read_the_evidence_table(tmp_path, ours, verdict):
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text(RESULTS)
@@ -286,8 +288,11 @@ def test_verdicts_read_the_evidence_table(tmp_path, ours, verdict):
     p = plan(Suite("t", s.representations, (ev,), seeds=1), tmp_path / "runs")
     fake_runs(p, {("mae", "probe"): [ours[0]], ("rand", "probe"): [ours[1]]})
     line = summary_md(collect(p), results_md)
+    assert f"here MAE {ours[0]:.3f} · random {ours[1]:.3f} (pretraining 50 steps; n=1)" in line
     assert "evidence at 2,000 steps (RESULTS.md `ev-key`): MAE 0.7000 ± 0.0100 · random 0.4000 ± 0.0200" in line
     assert verdict in line
+    results_md.write_text(RESULTS.replace("0.4000 ± 0.0200", "0.6500 ± 0.0600"))     # spreads overlap
+    assert "→ the evidence finds no clear difference" in summary_md(collect(p), results_md)
     results_md.write_text("# nothing here\n")
     assert "RESULTS.md `ev-key` not found" in summary_md(collect(p), results_md)
 
