@@ -72,7 +72,7 @@ def agreement(ours: dict[str, tuple[float, float]], theirs: dict[str, tuple[floa
     return "**agrees**"
 
 
-def _budget_here(cell) -> str:
+def _budgets_here(cell) -> list[str]:
     """The budgets behind a cell: its pretraining's, and its downstream run's."""
     ev, rep = cell.ev, cell.rep
     parts = []
@@ -80,7 +80,7 @@ def _budget_here(cell) -> str:
         parts.append(f"pretraining {rep.pretrain[ev.domain].budget}")
     if isinstance(ev.run, Train) and ev.run.budget is not None:
         parts.append(f"{ev.run.task} {ev.run.budget}")
-    return ", ".join(parts)
+    return parts
 
 
 def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str | None:
@@ -94,7 +94,7 @@ def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str 
     line = f"- **{ev.title}**: "
     if here:
         n = {len(c.values) for c in here.values()}
-        budgets = list(dict.fromkeys(b for c in here.values() if (b := _budget_here(c))))
+        budgets = list(dict.fromkeys(b for c in here.values() for b in _budgets_here(c)))
         runs = "n=" + "/".join(map(str, sorted(n)))
         line += "here " + " · ".join(f"{c.rep.title} {c.stat[0]:.{ev.digits}f}" for c in here.values()) + \
             f" ({'; '.join(budgets + [runs])})"
@@ -117,7 +117,9 @@ def verdict(board: Board, ev: Evaluation, results_md: Path = RESULTS_MD) -> str 
         f"{suite.rep(name).title} {text}" for name, text in theirs.items())
     if evidence.note:
         line += f" ({evidence.note})"
-    ours = {k: (c.stat[0], 0.0 if c.stat[1] is None else (c.stat[2] - c.stat[1]) / 2) for k, c in here.items()}
+    shown = 0.5 * 10 ** -ev.digits       # a difference the table does not show is no difference
+    ours = {k: (c.stat[0], max(shown, 0.0 if c.stat[1] is None else (c.stat[2] - c.stat[1]) / 2))
+            for k, c in here.items()}
     known = {k: e for k, text in theirs.items() if (e := _estimate(text)) is not None}
     if len([k for k in ours if k in known]) < 2:
         return line
