@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import sys
+import time
 from pathlib import Path
 
 from selfsup.io import atomic_write_json, atomic_write_text
@@ -26,7 +27,7 @@ from .matrix import SuiteError
 from .page import page_html
 from .plan import Plan, plan
 from .plots import figures
-from .runner import exit_status, run_local, run_submitit
+from .runner import exit_status, run_local, run_submitit, summary
 from .suites import SUITES
 
 README_BEGIN, README_END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
@@ -122,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")
             print(f"{len(p.jobs)} jobs for {len(p.cells)} cells")
             return 0
-        status = 0
+        status, timing = 0, ""
         if args.verb == "run":
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "suite.json", {"suite": suite, "seeds": seeds, "set": extra, "data": data})
+            start = time.perf_counter()
             if args.launcher == "local":
                 outcomes = run_local(p, args.gpus_per_run)
             else:
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     params["slurm_partition"] = args.slurm_partition
                 outcomes = run_submitit(p, args.gpus_per_run, args.cluster, **params)
             status = exit_status(outcomes)
+            timing = summary(outcomes, time.perf_counter() - start)
         page = render(p)
         publish(p, args, command)
     except SuiteError as e:
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print((out / "leaderboard.md").read_text().split("\n## Every metric")[0])
     print(f"HTML: {page.resolve()}")
+    if timing:
+        print(timing)
     if status == 1:
         print("selfsup leaderboard: some arms failed or were skipped (see 'Not complete' above)", file=sys.stderr)
     elif status == 75:

@@ -130,11 +130,14 @@ class _Tee(threading.Thread):
 
 
 class Stop:
-    """A SIGTERM/SIGINT handler: asks the running job to checkpoint and exit; no new job starts."""
+    """A SIGTERM/SIGINT handler: asks the running job to checkpoint and exit; no new job starts. A second
+    signal is passed on too, and gives Ctrl-C back its default (a third one ends this process at once)."""
     def __init__(self):
         self.signum, self.child = None, None
 
     def __call__(self, signum, frame):
+        if self.signum is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.signum = signum
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
@@ -291,6 +294,17 @@ def run_submitit(plan: Plan, gpus_per_run: int = 0, cluster: str | None = None, 
             outcome = Outcome(job_id, "failed", "ran", error=f"{type(e).__name__} (log: {finished.paths.stderr})")
         outcomes[job_id] = journal.record(outcome, log)
     return outcomes
+
+
+def summary(outcomes: dict[str, Outcome], seconds: float) -> str:
+    """One line: how many jobs ended how, and the wall time of the whole run (what `make demo` is judged by)."""
+    counts: dict[str, int] = {}
+    for o in outcomes.values():
+        key = "skipped (already complete)" if o.action == "skipped" else o.state
+        counts[key] = counts.get(key, 0) + 1
+    cpu = sum(o.cpu_seconds for o in outcomes.values())
+    return (f"[leaderboard] {len(outcomes)} jobs: {', '.join(f'{n} {k}' for k, n in counts.items())}; "
+            f"{seconds / 60:.1f} min wall, {cpu / 60:.1f} min CPU in the jobs")
 
 
 def exit_status(outcomes: dict[str, Outcome]) -> int:
