@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/selfsup leaderboard run --suite quick --seeds 1 --out runs/leaderboard
+	$(VENV)/bin/selfsup leaderboard run --suite quick --out runs/leaderboard
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(PY) -m pytest -q

@@ -1,287 +1,153 @@
-"""`selfsup leaderboard run|render`: run a suite (skipping finished runs, resuming interrupted ones) and
-turn its Result records into a Markdown table, a self-contained HTML page and PNG plots.
+"""`selfsup leaderboard`: representations x uses, one table with CIs and ranks.
 
-    selfsup leaderboard run --suite quick --seeds 1 --out runs/leaderboard
-    selfsup leaderboard render runs/leaderboard
+    selfsup leaderboard run --suite quick --out runs/leaderboard          # make every run once, then render
+    selfsup leaderboard run --suite standard --launcher submitit --gpus-per-run 8 --set trainer.device=cuda
+    selfsup leaderboard render runs/leaderboard [--readme README.md] [--write benchmarks/RESULTS.md]
+    selfsup leaderboard plan --suite quick                                 # the jobs and their commands, not run
+
+`run` skips finished runs, resumes interrupted ones, reports failed ones (and skips what needs them) and exits
+1 when any arm failed, 75 when stopped by SIGTERM/SIGINT (rerun the same command to continue), 0 otherwise.
+It renders OUT/leaderboard.md, OUT/leaderboard.html and PNG figures. `--readme` puts the headline table
+between `<!-- leaderboard:begin -->` and `<!-- leaderboard:end -->` in that file.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
-import html
 import json
-import math
-import statistics
-import subprocess
 import sys
-from collections import defaultdict
+import time
 from pathlib import Path
 
-from selfsup.io import atomic_save_figure, atomic_write_text
-from selfsup.results import ResultsFileError, read_results, run_complete
-from selfsup.stats import interval_estimate, probability_of_improvement
+from selfsup.io import atomic_write_json, atomic_write_text
 
-from .curves import plot_return_curves
-from .suites import SUITES, RunSpec
+from .board import collect
+from .markdown import details_md, page_md, summary_md
+from .matrix import SuiteError
+from .page import page_html
+from .plan import Plan, plan
+from .plots import figures
+from .runner import exit_status, run_local, run_submitit, summary
+from .suites import SUITES
 
-# two-sided 95% Student-t quantiles by degrees of freedom (n - 1); beyond 30 the normal 1.96
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-       15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% confidence interval over seeds (0 for one seed)."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    df = len(values) - 1
-    t = T95.get(df) or next((T95[k] for k in sorted(T95) if k >= df), 1.96)
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+README_BEGIN, README_END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 
 
-# ---------------------------------------------------------------------------------------------- running
+def make_plan(suite: str, out: Path, seeds: int | None, extra: list[str], data: str) -> Plan:
+    if suite not in SUITES:
+        raise SuiteError(f"unknown suite {suite!r}; choose one of {', '.join(sorted(SUITES))}")
+    return plan(SUITES[suite](Path(data)), out, seeds, tuple(extra))
 
 
-def _resolve(value: str, out: Path, seed: int, specs: dict[str, RunSpec]) -> str:
-    """{run:NAME} -> that run's folder; {export:NAME} -> its task's export format (made once);
-    {frames:ENV} -> frames collected from that env (made once)."""
-    seed_of = lambda name: 0 if specs[name].once else seed  # noqa: E731
-    if value.startswith("{run:"):
-        return str(out / f"{value[5:-1]}-s{seed_of(value[5:-1])}")
-    if value.startswith("{frames:"):
-        env = value[8:-1]
-        folder = out / f"frames-{env}"
-        if not (folder / "frames").is_dir():
-            subprocess.run([sys.executable, "-m", "selfsup", "rl-pretrain", "--frames-only", "--env", env,
-                            "--out", str(folder)], check=True)
-        return str(folder / "frames")
-    if value.startswith("{export:"):
-        name = value[8:-1]
-        export = out / f"{name}-s{seed_of(name)}" / "export"
-        if not export.is_dir():
-            subprocess.run([sys.executable, "-m", "selfsup", "export", specs[name].task, "--checkpoint",
-                            str(export.parent), "--out", str(export)], check=True)
-        return str(export)
-    return value
+def render(p: Plan, results_md: Path | None = None) -> Path:
+    """OUT/leaderboard.md, OUT/leaderboard.html and the figures; returns the HTML's path."""
+    board = collect(p)
+    pngs = figures(board, p.out)
+    kw = {"results_md": results_md} if results_md else {}
+    atomic_write_text(p.out / "leaderboard.md", page_md(board, [x.name for x in pngs], **kw))
+    atomic_write_text(p.out / "leaderboard.html", page_html(board, pngs, **kw))
+    return p.out / "leaderboard.html"
 
 
-def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()) -> list[str]:
-    """Runs every spec for every seed in order; returns what it did per run ('done', 'resumed', 'ran')."""
-    log = []
-    by_name = {s.name: s for s in specs}
-    for seed in range(seeds):
-        for spec in specs:
-            if spec.once and seed > 0:
-                continue
-            run_dir = out / f"{spec.name}-s{seed}"
-            if run_complete(run_dir):
-                log.append(f"{run_dir.name}: complete, skipped")
-                continue
-            overrides = []
-            for o in spec.overrides:
-                key, _, value = o.partition("=")
-                overrides.append(f"{key}={_resolve(value, out, seed, by_name)}")
-            cmd = [sys.executable, "-m", "selfsup", "train", spec.task, "--preset", spec.preset,
-                   "--run-dir", str(run_dir), "--set", f"trainer.seed={seed}", *overrides, *extra]
-            resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
-            if resume:
-                cmd.append("--resume")
-            print(f"[leaderboard] {run_dir.name}: {'resuming' if resume else 'running'}", flush=True)
-            subprocess.run(cmd, check=True)
-            log.append(f"{run_dir.name}: {'resumed' if resume else 'ran'}")
-    return log
+def replace_block(path: Path, text: str) -> None:
+    """The text between the README's leaderboard markers becomes ``text``; the rest of the file is kept."""
+    try:
+        old = path.read_text()
+    except OSError as e:
+        raise SuiteError(f"--readme {path}: cannot read it ({e.strerror})") from None
+    if README_BEGIN not in old or README_END not in old or old.index(README_BEGIN) > old.index(README_END):
+        raise SuiteError(f"--readme {path}: add the markers {README_BEGIN} and {README_END} (in that order) "
+                         "where the leaderboard's headline goes")
+    start, end = old.index(README_BEGIN) + len(README_BEGIN), old.index(README_END)
+    atomic_write_text(path, old[:start] + "\n" + text.rstrip() + "\n" + old[end:])
 
 
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-def collect(out: Path, specs: list[RunSpec]) -> tuple[dict, list[str], dict]:
-    """(group, dataset, split, metric) -> arm -> [value per seed], the problems found (corrupt files), and
-    provenance: the hardware and code versions the results came from."""
-    table: dict = defaultdict(lambda: defaultdict(list))
-    problems, provenance = [], {"hardware": set(), "code": set()}
-    for spec in specs:
-        for run_dir in sorted(out.glob(f"{spec.name}-s*")):
-            if not run_dir.is_dir():
-                continue
-            try:
-                results = read_results(run_dir / "results.json")
-            except ResultsFileError as e:
-                problems.append(str(e))
-                continue
-            latest = {}
-            for r in results:   # the latest evaluated step of each metric
-                k = (r.dataset, r.split, r.metric)
-                if k not in latest or (r.step or 0) >= (latest[k].step or 0):
-                    latest[k] = r
-            for (dataset, split, metric), r in latest.items():
-                table[(spec.group, dataset, split, metric)][spec.arm].append(r.value)
-                provenance["hardware"].add(r.hardware)
-                provenance["code"].add(r.code_version)
-    return table, problems, provenance
-
-
-def _tables(table: dict, arms: list[str], header, cell) -> list[str]:
-    """One pipe table per group, with only the arms that group has."""
-    lines = []
-    for group in sorted({k[0] for k in table}):
-        keys = sorted(k for k in table if k[0] == group)
-        group_arms = [a for a in arms if any(table[k].get(a) for k in keys)]
-        lines += ["| group | dataset | split | metric | " + " | ".join(header(a) for a in group_arms) + " |",
-                  "|---" * (4 + len(group_arms)) + "|"]
-        lines += [f"| {' | '.join(k)} | " + " | ".join(cell(k, a) for a in group_arms) + " |" for k in keys]
-        lines.append("")
-    return lines
-
-
-def markdown(table: dict, arms: list[str], problems: list[str]) -> str:
-    def cell(key, arm):
-        v = table[key].get(arm)
-        return f"{ci95(v)[0]:.4f} ± {ci95(v)[1]:.4f} ({len(v)})" if v else "–"
-    lines = _tables(table, arms, lambda a: f"{a} (mean ± 95% CI, n)", cell)
-    if problems:
-        lines += ["**Not included** (fix or move aside, then render again):"] + [f"- {p}" for p in problems]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_iqm(table: dict, arms: list[str], baselines: dict[str, str]) -> str:
-    """Interquartile mean with its 95% stratified-bootstrap CI, and P(a run of the arm scores higher than a run
-    of the group's baseline arm) with its CI (Agarwal et al., 2021): robust to one odd seed, honest at few seeds."""
-    def cell(key, arm):
-        v, baseline = table[key].get(arm), baselines.get(key[0], "")
-        if not v:
-            return "–"
-        point, lo, hi = interval_estimate(v)
-        text = f"{point:.4f} [{lo:.4f}, {hi:.4f}]"
-        base = table[key].get(baseline)
-        if base and arm != baseline:
-            p, plo, phi = probability_of_improvement(v, base)
-            text += f"; {p:.2f} [{plo:.2f}, {phi:.2f}]"
-        return text
-    return "\n".join(_tables(table, arms, lambda a: f"{a} IQM [95% CI]; P(> baseline)", cell)) + "\n"
-
-
-def plot_groups(table: dict, arms: list[str], out_dir: Path) -> list[Path]:
-    """One PNG per group: each metric's mean with its 95% CI, arms side by side."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    paths = []
-    for group in sorted({k[0] for k in table}):
-        keys = sorted(k for k in table if k[0] == group)
-        fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(keys)), 4))
-        width = 0.8 / len(arms)
-        for i, arm in enumerate(arms):
-            stats = [ci95(table[k][arm]) if table[k].get(arm) else (math.nan, 0) for k in keys]
-            ax.bar([j + i * width for j in range(len(keys))], [s[0] for s in stats], width,
-                   yerr=[s[1] for s in stats], capsize=2, label=arm)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))])
-        ax.set_xticklabels([f"{k[1]}/{k[3]}" for k in keys], rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{group}: mean and 95% CI over seeds")
-        ax.legend()
-        paths.append(atomic_save_figure(fig, out_dir / f"leaderboard-{group}.png"))
-    return paths
-
-
-def plot_curves(out: Path, specs: list[RunSpec]) -> Path | None:
-    """Training loss of every run that trained, one line per run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    series = {}
-    for spec in specs:
-        for run_dir in sorted(out.glob(f"{spec.name}-s*")):
-            f = run_dir / "metrics.jsonl"
-            if f.is_file() and f.stat().st_size:
-                rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-                series[run_dir.name] = ([r["step"] for r in rows], [r["loss"] for r in rows])
-    if not series:
-        return None
-    groups = sorted({name.rsplit("-", 2)[0] for name in series})
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
-    for ax, g in zip(axes[0], groups):
-        for name, (x, y) in series.items():
-            if name.rsplit("-", 2)[0] == g:
-                ax.plot(x, y, label=name, lw=1)
-        ax.set_title(f"{g}: training loss")
-        ax.set_xlabel("step")
-        ax.legend(fontsize=6)
-    return atomic_save_figure(fig, out / "training-curves.png")
-
-
-def _html(md: str) -> str:
-    """The leaderboard's own Markdown (headings, paragraphs, pipe tables) as HTML."""
-    parts, rows = [], []
-    for line in md.splitlines() + [""]:
-        if line.startswith("|"):
-            if not line.startswith("|---"):
-                tag = "td" if rows else "th"
-                rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>"
-                                             for c in line.strip("|").split("|")) + "</tr>")
-            continue
-        if rows:
-            parts.append(f"<table>{''.join(rows)}</table>")
-            rows = []
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            parts.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
-    return "".join(parts)
-
-
-def render(out: Path, suite: str, write: str | None = None, command: str = "") -> Path:
-    """leaderboard.md / .html / PNGs in ``out``; with ``write``, the tables also go into that RESULTS.md."""
-    specs = SUITES[suite]()
-    arms = list(dict.fromkeys(s.arm for s in specs))
-    table, problems, provenance = collect(out, specs)
-    baselines = {s.group: s.baseline for s in specs}
-    md = (f"# Leaderboard: suite `{suite}`\n\n" + markdown(table, arms, problems) +
-          "\n## Interquartile mean over seeds (95% stratified-bootstrap CI); P(arm > group baseline)\n\n" +
-          "Baselines: " + ", ".join(f"{g}: {b}" for g, b in sorted(baselines.items())) + "\n\n" +
-          markdown_iqm(table, arms, baselines))
-    atomic_write_text(out / "leaderboard.md", md)
-    if write:
+def publish(p: Plan, args, command: str) -> None:
+    board = collect(p)
+    stamp = (f"{datetime.date.today()} · {', '.join(sorted(board.hardware)) or 'no runs'}"
+             f" · runs made by code {', '.join(sorted(board.code)) or '-'}")
+    if args.readme:
+        replace_block(Path(args.readme), f"<!-- written by `{command}`; edits here are replaced -->\n\n"
+                      + summary_md(board) + f"\n{stamp}\n")
+        print(f"headline written to {args.readme}")
+    if args.write:
         from .throughput import write_section
-        header = (f"### Leaderboard: suite `{suite}`\n\n"
-                  f"{datetime.date.today()} · {', '.join(sorted(provenance['hardware']))}"
-                  f" · runs made by code {', '.join(sorted(provenance['code']))}\n\nCommand: `{command}`\n\n")
-        write_section(Path(write), f"leaderboard-{suite}", header + md.split("\n", 2)[2])
-    pngs = plot_groups(table, arms, out) + [p for p in [plot_curves(out, specs), plot_return_curves(out, specs)] if p]
-    images = "".join(f'<img alt="{p.name}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"><br>'
-                     for p in pngs)
-    page = (f"<!doctype html><meta charset='utf-8'><title>selfsup leaderboard: {suite}</title>"
-            "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-            f"{_html(md)}{images}")
-    atomic_write_text(out / "leaderboard.html", page)
-    return out / "leaderboard.html"
+        write_section(Path(args.write), f"leaderboard-{p.suite.name}",
+                      f"### Leaderboard: suite `{p.suite.name}`\n\n{stamp}\n\nCommand: `{command}`\n\n"
+                      + summary_md(board) + "\n" + details_md(board))
+        print(f"tables written to {args.write}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="selfsup leaderboard", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True)
-    r = sub.add_parser("run", help="run a suite, then render it")
-    r.add_argument("--suite", choices=sorted(SUITES), default="quick")
-    r.add_argument("--seeds", type=int, default=1)
-    r.add_argument("--out", default="runs/leaderboard")
-    r.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. trainer.device=cuda")
-    d = sub.add_parser("render", help="render a suite's results")
+    ap = argparse.ArgumentParser(prog="selfsup leaderboard", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="verb", required=True)
+    r = sub.add_parser("run", help="make every run of a suite (skipping finished ones), then render")
+    d = sub.add_parser("render", help="render a suite's folder again (its suite, seeds and --set are remembered)")
+    pl = sub.add_parser("plan", help="list a suite's jobs and commands without running them")
     d.add_argument("out")
-    d.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    for sp in (r, pl):
+        sp.add_argument("--out", default="runs/leaderboard", help="the suite's folder of runs")
+    for sp in (r, d, pl):
+        sp.add_argument("--suite", choices=sorted(SUITES), default=None if sp is d else "quick")
+        sp.add_argument("--seeds", type=int, help="runs per cell (default: the suite's, 5 for RL columns of standard)")
+        sp.add_argument("--set", nargs="*", action="extend", default=None, metavar="KEY=VALUE",
+                        help="overrides for every training, e.g. trainer.device=cuda")
+        sp.add_argument("--data", help="folder of real data for the suites that use it, when it exists "
+                                       "(default: ../shared/data)")
     for sp in (r, d):
         sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
-    args = p.parse_args(argv)
+        sp.add_argument("--readme", help="replace the block between the leaderboard markers of this README")
+    r.add_argument("--launcher", choices=("local", "submitit"), default="local",
+                   help="local: one run after another here; submitit: each run a SLURM job (after what it needs)")
+    r.add_argument("--gpus-per-run", type=int, default=0,
+                   help="GPUs each run gets (submitit asks SLURM for them); > 1: each training under torchrun")
+    r.add_argument("--cluster", help="submitit's executor: slurm (default when sbatch exists), local, debug")
+    r.add_argument("--slurm-partition", help="submitit: SLURM partition")
+    r.add_argument("--timeout-min", type=int, default=24 * 60, help="submitit: time limit of each job")
+    args = ap.parse_args(argv)
     out = Path(args.out)
-    if args.verb == "run":
-        out.mkdir(parents=True, exist_ok=True)
-        run_suite(SUITES[args.suite](), args.seeds, out, args.set)
-    elif not out.is_dir():
-        print(f"selfsup leaderboard: error: {out} is not a folder of runs", file=sys.stderr)
-        return 2
     command = "selfsup leaderboard " + " ".join(argv if argv is not None else sys.argv[2:])
-    page = render(out, args.suite, args.write, command)
-    print((out / "leaderboard.md").read_text())
+    try:
+        saved = json.loads((out / "suite.json").read_text()) if (out / "suite.json").is_file() else {}
+        if args.verb == "render" and not out.is_dir():
+            raise SuiteError(f"{out} is not a folder of runs")
+        suite = args.suite or saved.get("suite", "quick")
+        same = saved.get("suite") == suite
+        seeds = args.seeds if args.seeds is not None else saved.get("seeds") if same else None
+        extra = args.set if args.set is not None else saved.get("set", []) if same else []
+        data = str(Path(args.data or (saved.get("data") if same else None) or "../shared/data").resolve())
+        p = make_plan(suite, out, seeds, extra, data)
+        if args.verb == "plan":
+            for job in p.jobs.values():
+                print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")
+            print(f"{len(p.jobs)} jobs for {len(p.cells)} cells")
+            return 0
+        status, timing = 0, ""
+        if args.verb == "run":
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out / "suite.json", {"suite": suite, "seeds": seeds, "set": extra, "data": data})
+            start = time.perf_counter()
+            if args.launcher == "local":
+                outcomes = run_local(p, args.gpus_per_run)
+            else:
+                params = {"timeout_min": args.timeout_min}
+                if args.slurm_partition:
+                    params["slurm_partition"] = args.slurm_partition
+                outcomes = run_submitit(p, args.gpus_per_run, args.cluster, **params)
+            status = exit_status(outcomes)
+            timing = summary(outcomes, time.perf_counter() - start)
+        page = render(p)
+        publish(p, args, command)
+    except SuiteError as e:
+        print(f"selfsup leaderboard: error: {e}", file=sys.stderr)
+        return 2
+    print((out / "leaderboard.md").read_text().split("\n## Every metric")[0])
     print(f"HTML: {page.resolve()}")
-    return 0
+    if timing:
+        print(timing)
+    if status == 1:
+        print("selfsup leaderboard: some arms failed or were skipped (see 'Not complete' above)", file=sys.stderr)
+    elif status == 75:
+        print("selfsup leaderboard: stopped by a signal; run the same command again to continue", file=sys.stderr)
+    return status

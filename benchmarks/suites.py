@@ -1,102 +1,227 @@
-"""Leaderboard suites as code: which runs, with which overrides, and what each is compared against.
+"""Leaderboard suites as code: representations (rows) x evaluations (columns). See `benchmarks.matrix`.
 
-A run's `arm` names its side of a comparison ("pretrained" vs "random"); runs of one `group`
-are shown side by side. Runs execute in list order; `{run:NAME}` in an override is replaced by that
-earlier run's folder for the same seed, `{export:NAME}` by its export (made on demand), so a suite
-can chain pretraining into captioning. `{frames:ENV}` is a folder of frames collected from a gymnasium env
-(made once, by `selfsup rl-pretrain --frames-only`). A spec with ``once=True`` runs for seed 0 only and every
-seed's `{run:NAME}` points at that run (e.g. one pretrained encoder under several policy seeds).
+A new pretraining method is one line in `rows()`: `image_rep(NAME, TASK, budget)` for a vision task that
+takes `task.data` / `task.probe` like `mae`, `text_rep(NAME, OBJECTIVE, budget)` for a `bert` objective.
+Columns that read a pretraining run (the probes) need nothing more; downstream columns take the new row
+through `{run}` / `{export}`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 from rl.pipeline import in_domain_mae
 
+from .matrix import RANDOM, Budget, Command, Evaluation, Evidence, Metric, Representation, Suite, Train
 
-@dataclass(frozen=True)
-class RunSpec:
-    name: str                     # folder name (…-s{seed} per seed)
-    task: str
-    group: str                    # comparisons are within a group
-    arm: str                      # "pretrained" | "random" | ...
-    preset: str = "tiny"
-    overrides: tuple[str, ...] = ()       # may name earlier runs of the list: {run:NAME}, {export:NAME}
-    once: bool = False                    # run for seed 0 only; shared by every seed's {run:NAME}
-    baseline: str = "random"              # the arm of this group that "probability of improvement" is against
+ENV = "MiniGrid-Empty-5x5-v0"
+QUICK_SCENES = ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")   # (tiny: 20k, 2k, 60)
+# per vision task: its overrides for pretraining on MiniGrid frames (56 px, one patch per tile); a task without
+# an entry has no PPO cells
+MINIGRID = {"mae": in_domain_mae(f"{{frames:{ENV}}}")}
+# placeholders for the vision methods in review:
+#   "simmim": (...), "data2vec": (...)    # the same 56 px / 8 px ViT and frames folder, each method's own knobs
 
 
-def _pair(group: str, task: str, steps: int, extra: tuple[str, ...] = ()) -> list[RunSpec]:
-    """Pretraining for `steps` vs the same architecture evaluated at step 0."""
-    return [RunSpec(f"{group}-pretrained", task, group, "pretrained",
-                    overrides=(f"trainer.max_steps={steps}",) + extra),
-            RunSpec(f"{group}-random", task, group, "random", overrides=("trainer.max_steps=0",) + extra)]
+def _along(budget: Budget, evaluations: int) -> tuple[str, ...]:
+    """Evaluate `evaluations` times along a pretraining (the learning-per-minute figure), not only at its end."""
+    if not evaluations or budget.steps is None or budget.steps < evaluations:
+        return ()
+    return (f"trainer.eval_every={budget.steps // evaluations}",)
 
 
-def quick() -> list[RunSpec]:
-    """The whole story at tiny scale on a CPU (13 minutes for one seed on 2 cores, measured with `make demo`)."""
-    caption = ("trainer.max_steps=400", "task.data.num_train=4000", "task.data.num_eval=300")
-    return [
-        *_pair("mae", "mae", 600, ("task.data.num_train=10000", "task.data.num_test=1000", "task.probe.epochs=30")),
-        *_pair("bert", "bert", 400),
-        RunSpec("caption-pretrained", "caption", "caption", "pretrained",
-                overrides=caption + ("task.vision_init={run:mae-pretrained}",
-                                     "task.text_init={export:bert-pretrained}")),
-        RunSpec("caption-random", "caption", "caption", "random",
-                overrides=caption + ("task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
-        *_rl(300, 160, ("mae-frozen", "scratch-cnn")),      # PPO, 10,240 env steps per run
+def image_rep(name: str, task: str, scenes: Budget, minigrid: Budget | None = None, label: str = "",
+              baseline: bool = False, cifar: Budget | None = None, data: Path | None = None,
+              scene_data: tuple[str, ...] = QUICK_SCENES, evaluations: int = 0, **kw) -> Representation:
+    """A vision method pretrained on rendered scenes (probes, finetuning, captioning), with a budget for them on
+    MiniGrid frames (PPO) and on `data`'s CIFAR-10 subset (its probes)."""
+    pretrain = {"scenes": Train(task, "tiny", scene_data + _along(scenes, evaluations), scenes)}
+    if minigrid is not None and task in MINIGRID:
+        pretrain["minigrid"] = Train(task, "tiny", MINIGRID[task], minigrid)
+    if cifar is not None and data is not None:
+        pretrain["cifar10"] = Train(task, "tiny", ("task.data.source=imagefolder",
+                                                   f"task.data.path={data / 'cifar10-subset'}"), cifar)
+    return Representation(name, "image", pretrain, label=label, baseline=baseline, **kw)
+
+
+def text_rep(name: str, objective: str, budget: Budget, label: str = "", baseline: bool = False,
+             evaluations: int = 0, **kw) -> Representation:
+    """A `bert` objective pretrained on the standard library's docstrings."""
+    train = Train("bert", "tiny", (f"task.objective={objective}",) + _along(budget, evaluations), budget)
+    return Representation(name, "text", {"stdlib": train}, label=label, baseline=baseline, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ columns
+
+def _evidence_mae(metric: str) -> Evidence:
+    return Evidence("evidence-mae-tiny", "scenes-shape", metric, "pretraining 2,000 steps", {"mae": "pretrained",
+                                                                                  "random-vit": "random"})
+
+
+def columns(caption_steps: int, ppo_steps: int, finetune_steps: int = 0, ppo_seeds: int = 0,
+            caption_images: int = 300, data: Path | None = None) -> tuple[Evaluation, ...]:
+    """Every use a suite measures (finetuning when it has steps); `data` (../shared/data) adds the real-data
+    columns."""
+    # encoder-spec rows (wave 2) reach the probe columns with fallback=Command(("probe", "--encoder", "{run}",
+    # "--data", "scenes", "--out", "{dir}")) once `selfsup probe` writes the same Result records
+    cols = [
+        Evaluation("linear", "image", "scenes", Metric("linear_probe_top1_mean", "scenes-shape", "test"),
+                   label="linear probe: shape", evidence=_evidence_mae("linear_probe_top1_mean")),
+        Evaluation("knn", "image", "scenes", Metric("knn_top1_mean", "scenes-shape", "test"),
+                   label="kNN: shape", evidence=_evidence_mae("knn_top1_mean")),
+        Evaluation("caption", "image", "scenes", Metric("cider_d", "scenes-captions", "test"),
+                   Train("caption", "tiny", ("task.data.num_train=4000", f"task.data.num_eval={caption_images}",
+                                             "task.vision_init={run}", "task.text_init={export:bert}"),
+                         Budget(steps=caption_steps)),
+                   label="caption CIDEr-D",
+                   evidence=Evidence("evidence-caption-tiny", "scenes-captions", "cider_d",
+                                     "pretraining 2,000 (MAE) and 1,000 (BERT) steps, caption 600 steps",
+                                     {"mae": "pretrained", "random-vit": "random init"}, split="test",
+                                     note="the evidence varies both towers; this column only the vision tower "
+                                          "(decoder: the suite's BERT)")),
+        Evaluation("ppo", "image", "minigrid", Metric("return_auc", ENV, "train"),
+                   Train("ppo", "minigrid", ("task.eval_episodes=32", f"task.env.id={ENV}",
+                                             "task.encoder.init={run}"), Budget(steps=ppo_steps)),
+                   label="PPO return (frozen)", aggregate="iqm", seeds=ppo_seeds,
+                   evidence=Evidence("leaderboard-rl", ENV, "return_auc",
+                                     "pretraining 1,500 steps, ppo 320 steps (20,480 env steps)",
+                                     {"mae": "mae-frozen", "random-vit": "random-vit-frozen",
+                                      "scratch-cnn": "scratch-cnn"}, split="train")),
+        Evaluation("img-per-s", "image", "scenes", Metric("samples_per_s", log=True), label="train img/s",
+                   ranked=False, trained_only=True, digits=0),
+        Evaluation("topic", "text", "stdlib", Metric("linear_probe_top1_mean", "stdlib-corpus-topics", "test"),
+                   label="topic probe",
+                   evidence=Evidence("evidence-bert-tiny", "stdlib-corpus-topics", "linear_probe_top1_mean",
+                                     "pretraining 1,000 steps", {"bert": "pretrained", "random-bert": "random init"})),
+        Evaluation("tok-per-s", "text", "stdlib", Metric("tokens_per_s", log=True), label="train tokens/s",
+                   ranked=False, trained_only=True, digits=0),
     ]
+    if finetune_steps:
+        cols.insert(2, Evaluation(
+            "finetune", "image", "scenes", Metric("finetune_top1", "scenes-shape", "test"),
+            Train("vit-finetune", "tiny", ("task.init={run}", "task.data.label=shape"), Budget(steps=finetune_steps)),
+            label="finetune: shape",
+            evidence=Evidence("evidence-vit-finetune-tiny-shape", "scenes-shape", "finetune_top1",
+                              "pretraining 2,000 steps, vit-finetune 600 steps",
+                              {"mae": "pretrained", "random-vit": "random"})))
+    if data is not None and (data / "cifar10-subset").is_dir():
+        cols += [Evaluation("cifar-linear", "image", "cifar10", Metric("linear_probe_top1_mean", "cifar10-subset",
+                                                                       "test"), label="linear probe: CIFAR-10"),
+                 Evaluation("cifar-knn", "image", "cifar10", Metric("knn_top1_mean", "cifar10-subset", "test"),
+                            label="kNN: CIFAR-10")]
+    if data is not None and (data / "glue" / "SST-2").is_dir():
+        cols.append(Evaluation("sst2", "text", "stdlib", Metric("accuracy", "glue-sst2", "dev"),
+                               Train("glue", "tiny", ("task.name=sst2", f"task.data_dir={data / 'glue' / 'SST-2'}",
+                                                      "task.init={export}")),
+                               label="SST-2 finetune"))
+    return tuple(cols)
 
 
-ALL_ARMS = ("mae-frozen", "random-vit-frozen", "mae-finetune", "scratch-cnn")
+SCRATCH_CNN = Representation("scratch-cnn", "image", label="NatureCNN from scratch", baseline=True,
+                             only=("ppo",), extra={"ppo": ("task.encoder.kind=cnn",)})
 
 
-def _rl(mae_steps: int, ppo_steps: int, arms: tuple[str, ...], env: str = "MiniGrid-Empty-5x5-v0",
-        preset: str = "minigrid") -> list[RunSpec]:
-    """An MAE pretrained in-domain on 20k random-policy MiniGrid frames (one, shared by every policy seed), then
-    PPO from 56x56 RGB views with the chosen encoder arms; scratch-cnn is the baseline."""
-    ppo = ("task.eval_episodes=32", f"trainer.max_steps={ppo_steps}", f"task.env.id={env}")
-    mae = ("task.encoder.init={run:rl-mae}",)
-    specs = {
-        "mae-frozen": ppo + mae,
-        "random-vit-frozen": ppo,
-        "mae-finetune": ppo + mae + ("task.encoder.mode=finetune",),
-        "scratch-cnn": ppo + ("task.encoder.kind=cnn",),
-    }
-    return [RunSpec("rl-mae", "mae", "rl-mae", "in-domain", once=True,
-                    overrides=(f"trainer.max_steps={mae_steps}", *in_domain_mae(f"{{frames:{env}}}")))] + \
-        [RunSpec(f"rl-{arm.replace('-vit', '')}", "ppo", "rl", arm, preset, specs[arm], baseline="scratch-cnn")
-         for arm in arms]
+def rows(vision: Budget, minigrid: Budget, text: Budget, cifar: Budget | None = None, data: Path | None = None,
+         scene_data: tuple[str, ...] = QUICK_SCENES, evaluations: int = 0) -> tuple[Representation, ...]:
+    """The representations of quick and standard, one line per method."""
+    real = {"cifar": cifar, "data": data, "scene_data": scene_data}
+    return (
+        image_rep("mae", "mae", vision, minigrid, label="MAE", evaluations=evaluations, **real),
+        # image_rep("simmim", "simmim", vision, minigrid, label="SimMIM", evaluations=evaluations, **real),
+        # image_rep("data2vec", "data2vec", vision, minigrid, label="data2vec 2.0", evaluations=evaluations, **real),
+        image_rep("random-vit", "mae", RANDOM, RANDOM, label="random ViT", baseline=True,
+                  **real | {"cifar": RANDOM if cifar else None}),
+        SCRATCH_CNN,
+        text_rep("bert", "mlm+nsp", text, label="BERT MLM+NSP", evaluations=evaluations),
+        # text_rep("bert-mlm", "mlm", text, label="MLM (RoBERTa-style)", evaluations=evaluations),   (wave 2)
+        # text_rep("bert-sop", "mlm+sop", text, label="MLM+SOP (ALBERT)", evaluations=evaluations),
+        # text_rep("electra", "electra", text, label="ELECTRA", evaluations=evaluations),
+        # text_rep("data2vec-text", "data2vec", text, label="data2vec 2.0 (text)", evaluations=evaluations),
+        text_rep("random-bert", "mlm+nsp", RANDOM, label="random BERT", baseline=True),
+        # Representation("clip", "image", {"scenes": Train("clip", ...)}, label="CLIP"),  (+ retrieval, zero-shot)
+        # Representation("timm-vit-tiny", "image", spec="timm:vit_tiny_patch16_224"),    (encoder specs, wave 2)
+    )
 
 
-def rl() -> list[RunSpec]:
-    """The RL evidence: 20,480 env steps per policy run, four encoder arms. ~10 min for the MAE, then ~7 min
-    per seed on 2 cores (finetuning re-encodes every sample in every PPO epoch: most of it)."""
-    return _rl(1500, 320, ALL_ARMS)
+def quick(data: Path | None = None) -> Suite:
+    """The matrix at tiny scale on a CPU, one seed (`make demo`): no finetuning column (`standard` has it),
+    shorter budgets than the evidence's (the verdicts name the budget the evidence needed)."""
+    return Suite("quick", rows(Budget(steps=500), Budget(steps=300), Budget(steps=300)),
+                 columns(caption_steps=300, ppo_steps=160, caption_images=200), seeds=1, shared=("minigrid",),
+                 description="tiny budgets on the embedded data (rendered scenes, MiniGrid frames, the standard "
+                             "library's docstrings), one seed")
 
 
-def full() -> list[RunSpec]:
-    """The same at real scale, for GPUs (ViT-B/16, BERT-base); set the data paths with --set."""
-    return [
-        RunSpec("mae-pretrained", "mae", "mae", "pretrained", preset="vit-b16"),
-        RunSpec("mae-random", "mae", "mae", "random", preset="vit-b16", overrides=("trainer.max_steps=0",)),
-        RunSpec("bert-pretrained", "bert", "bert", "pretrained", preset="bert-base"),
-        RunSpec("bert-random", "bert", "bert", "random", preset="bert-base", overrides=("trainer.max_steps=0",)),
-        RunSpec("caption-pretrained", "caption", "caption", "pretrained", preset="base",
-                overrides=("task.vision_init={run:mae-pretrained}", "task.text_init={export:bert-pretrained}")),
-        RunSpec("caption-random", "caption", "caption", "random", preset="base",
-                overrides=("task.vision_model.img_size=224", "task.vision_model.patch_size=16",
-                           "task.vision_model.embed_dim=768", "task.vision_model.depth=12",
-                           "task.vision_model.num_heads=12",
-                           "task.text_init={export:bert-pretrained}", "task.text_pretrained=false")),
-        *_rl(10_000, 3200, ALL_ARMS, env="MiniGrid-DoorKey-5x5-v0", preset="doorkey"),   # 204,800 env steps
-    ]
+def standard(data: Path | None = Path("../shared/data")) -> Suite:
+    """The tiny presets' budgets and data (the evidence's) at 3 seeds, PPO at 5 on one in-domain pretraining,
+    pretrainings evaluated 4 times along the way; with `data` (../shared/data) also MAE on its CIFAR-10 subset
+    and SST-2 finetuning."""
+    data = data if data is not None and data.is_dir() else None
+    return Suite("standard", rows(Budget(steps=2000), Budget(steps=1500), Budget(steps=1000), Budget(steps=2000),
+                                  data, scene_data=(), evaluations=4),
+                 columns(caption_steps=600, ppo_steps=320, finetune_steps=600, ppo_seeds=5, data=data),
+                 seeds=3, shared=("minigrid",),
+                 description="the tiny presets' budgets, 3 seeds (PPO 5)" + (f", and real data from {data}"
+                                                                             if data else ""))
 
 
-def smoke() -> list[RunSpec]:
-    """Seconds per run: the machinery end to end, for the tests."""
-    return [RunSpec("example-trained", "example", "example", "pretrained", overrides=("trainer.max_steps=30",)),
-            RunSpec("example-random", "example", "example", "random", overrides=("trainer.max_steps=0",))]
+def full(data: Path | None = None) -> Suite:
+    """GPU scale: ViT-B/16 and BERT-base presets; set the data paths with --set (see README)."""
+    base = lambda t, preset, b: Train(t, preset, (), b)  # noqa: E731
+    return Suite("full", (
+        Representation("mae", "image", {"scenes": base("mae", "vit-b16", None)}, label="MAE ViT-B/16"),
+        Representation("random-vit", "image", {"scenes": base("mae", "vit-b16", RANDOM)}, label="random ViT-B/16",
+                       baseline=True),
+        Representation("bert", "text", {"stdlib": base("bert", "bert-base", None)}, label="BERT-base MLM+NSP"),
+        Representation("random-bert", "text", {"stdlib": base("bert", "bert-base", RANDOM)}, label="random BERT-base",
+                       baseline=True),
+    ), (
+        Evaluation("linear", "image", "scenes", Metric("linear_probe_top1_mean", split="test"), label="linear probe"),
+        Evaluation("knn", "image", "scenes", Metric("knn_top1_mean", split="test"), label="kNN"),
+        Evaluation("finetune", "image", "scenes", Metric("finetune_top1", split="test"),
+                   Train("vit-finetune", "vit-b16", ("task.init={run}",)), label="finetune"),
+        Evaluation("caption", "image", "scenes", Metric("cider_d", split="test"),
+                   Train("caption", "base", ("task.vision_init={run}", "task.text_init={export:bert}")),
+                   label="caption CIDEr-D"),
+        Evaluation("img-per-s", "image", "scenes", Metric("samples_per_s", log=True), label="train img/s",
+                   ranked=False, trained_only=True, digits=0),
+        Evaluation("topic", "text", "stdlib", Metric("linear_probe_top1_mean", split="test"), label="topic probe"),
+        Evaluation("tok-per-s", "text", "stdlib", Metric("tokens_per_s", log=True), label="train tokens/s",
+                   ranked=False, trained_only=True, digits=0),
+    ), seeds=3, description="GPU scale (ViT-B/16, BERT-base); data paths with --set")
 
 
-SUITES = {"quick": quick, "rl": rl, "full": full, "smoke": smoke}
+def rl(data: Path | None = None) -> Suite:
+    """The RL evidence: 20,480 env steps per policy run, five seeds on one in-domain MAE."""
+    ppo = ("task.eval_episodes=32", f"task.env.id={ENV}", "task.encoder.init={run}")
+    return Suite("rl", (
+        Representation("mae", "image", {"minigrid": Train("mae", "tiny", MINIGRID["mae"], Budget(steps=1500))},
+                       label="MAE (in-domain)"),
+        Representation("random-vit", "image", {"minigrid": Train("mae", "tiny", MINIGRID["mae"], RANDOM)},
+                       label="random ViT", baseline=True, only=("ppo",)),
+        SCRATCH_CNN,
+    ), (
+        Evaluation("ppo", "image", "minigrid", Metric("return_auc", ENV, "train"),
+                   Train("ppo", "minigrid", ppo, Budget(steps=320)), label="PPO return (frozen)", aggregate="iqm"),
+        Evaluation("ppo-finetune", "image", "minigrid", Metric("return_auc", ENV, "train"),
+                   Train("ppo", "minigrid", ppo + ("task.encoder.mode=finetune",), Budget(steps=320)),
+                   label="PPO return (finetuned)", aggregate="iqm"),
+    ), seeds=5, shared=("minigrid",), description="PPO on MiniGrid from 56x56 RGB views, 20,480 env steps per run")
+
+
+def smoke(data: Path | None = None) -> Suite:
+    """Seconds per run: the machinery end to end, for the tests. One pretraining read by two columns."""
+    train = {"clusters": Train("example", "tiny", (), Budget(steps=30))}
+    shifted = Command(("eval", "example", "--checkpoint", "{run}", "--run-dir", "{dir}",
+                       "--set", "task.spread=4.5", "trainer.seed={seed}"))
+    return Suite("smoke", (
+        Representation("trained", "vector", train, label="MLP trained"),
+        Representation("random", "vector", {"clusters": Train("example", "tiny", (), RANDOM)}, label="MLP random",
+                       baseline=True),
+    ), (
+        Evaluation("accuracy", "vector", "clusters", Metric("accuracy", "clusters", "test")),
+        Evaluation("shifted", "vector", "clusters", Metric("accuracy", "clusters", "test"), shifted,
+                   label="accuracy, spread 4.5"),
+    ), seeds=1)
+
+
+SUITES = {"quick": quick, "standard": standard, "full": full, "rl": rl, "smoke": smoke}
