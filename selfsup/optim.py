@@ -30,6 +30,24 @@ def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def layer_decay_groups(model: nn.Module, layer_id, num_layers: int, weight_decay: float,
+                       layer_decay: float = 1.0) -> list[dict]:
+    """AdamW groups for layer-wise LR decay (BEiT/MAE finetuning): ``layer_id(name)`` gives each trainable
+    parameter's depth, 0 (embeddings) .. num_layers (the top), and ``lr_scale = layer_decay ** (num_layers - layer)``;
+    no decay on norms, biases and embeddings."""
+    skip = no_weight_decay(model)
+    groups: dict[tuple, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer = layer_id(name)
+        wd = 0.0 if name in skip else weight_decay
+        g = groups.setdefault((layer, wd), {"params": [], "weight_decay": wd,
+                                            "lr_scale": layer_decay ** (num_layers - layer)})
+        g["params"].append(p)
+    return list(groups.values())
+
+
 def build_optimizer(groups: list[dict], lr: float, betas: tuple[float, float], eps: float, fused: bool):
     for g in groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)
