@@ -64,6 +64,10 @@ class CLIP(nn.Module):
                 "logit_scale": self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE),
                 "logit_bias": self.logit_bias}
 
+    def head_parameters(self) -> dict[str, nn.Parameter]:
+        """The projections, the temperature and (SigLIP) the bias: everything outside the two towers."""
+        return {n: p for n, p in self.named_parameters() if not n.startswith(("image.", "text."))}
+
     def shard_units(self) -> list[nn.Module]:
         """FSDP units: every transformer block of both towers."""
         return list(self.image.vit.blocks) + self.text.layers()
