@@ -3,7 +3,6 @@ judged by retrieval both ways (Recall@1/5/10), zero-shot classification (scene a
 probes of the image tower; exported as a vision encoder (DIR/image) and a transformers text encoder (DIR/text)."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from . import data as D
 from .clip import CLIP, LOSSES, build_loss
 from .data import CaptionDataConfig
 from .retrieval import retrieval_recall
-from .towers import TOWER_MODES, image_tower, set_mode, text_tokenizer, text_tower, tower_param_groups
+from .towers import TOWER_MODES, ImageTowerSource, set_mode, text_tokenizer, text_tower, tower_param_groups
 from .zeroshot import folder_prompts, scene_prompts, zeroshot_accuracy, zeroshot_classifier
 
 
@@ -102,9 +101,8 @@ class ClipTask:
         if not 0 < cfg.min_crop_scale <= 1:
             raise ValueError(f"task.min_crop_scale must be in (0, 1], not {cfg.min_crop_scale}")
         self.cfg = cfg
-        # a pretrained tower is read once here; a random one is drawn in build_model, after the trainer seeds
-        self.vision = image_tower(cfg.vision_init, cfg.vision_model) if cfg.vision_init else None
-        self.size = self.vision.cfg.img_size if self.vision is not None else cfg.vision_model.img_size
+        self.vision = ImageTowerSource(cfg.vision_init, cfg.vision_model)
+        self.size = self.vision.img_size
         self.train, self.splits = D.load_splits(cfg.data, self.size)
         self.tokenizer = text_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs], cfg.vocab_size)
         self.dataset = f"{cfg.data.source}-captions"
@@ -114,8 +112,7 @@ class ClipTask:
     def build_model(self) -> CLIP:
         cfg = self.cfg
         text = text_tower(cfg.text_init, cfg.text_pretrained, cfg.text_model, self.tokenizer, cfg.max_len)
-        image = copy.deepcopy(self.vision) if self.vision is not None else image_tower("", cfg.vision_model)
-        return CLIP(set_mode(image, cfg.vision_mode), set_mode(text, cfg.text_mode), cfg.embed_dim,
+        return CLIP(set_mode(self.vision.build(), cfg.vision_mode), set_mode(text, cfg.text_mode), cfg.embed_dim,
                     cfg.image_pool, cfg.text_pool, cfg.loss)
 
     def param_groups(self, model: CLIP, weight_decay: float) -> list[dict]:

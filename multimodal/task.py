@@ -2,7 +2,6 @@
 scored with BLEU / ROUGE-L / CIDEr-D (and METEOR with Java) on test and held-out-combination splits."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .data import CaptionDataConfig
 from .metrics import CaptionScorer
 from .model import Captioner, caption_loss, contrastive_loss, decoder_config, warm_start
 from .peer import HFCaptioner
-from .towers import image_tower, set_mode, text_tokenizer, tower_param_groups
+from .towers import ImageTowerSource, set_mode, text_tokenizer, tower_param_groups
 
 
 @dataclass
@@ -78,8 +77,8 @@ class CaptionTask:
                              "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
                              "contrastive_weight=0")
         self.cfg = cfg
-        self.vision = image_tower(cfg.vision_init, cfg.vision_model)
-        size = self.vision.cfg.img_size
+        self.vision = ImageTowerSource(cfg.vision_init, cfg.vision_model)   # random weights drawn in build_model
+        size = self.vision.img_size
         self.train, self.splits = D.load_splits(cfg.data, size)
         self.tokenizer = text_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs], cfg.vocab_size)
         self.scorer = CaptionScorer(self.train.refs)
@@ -103,7 +102,7 @@ class CaptionTask:
         decoder = BertLMHeadModel(decoder_config(base, self.tokenizer))
         if pretrained is not None and cfg.text_pretrained:
             warm_start(decoder, pretrained.state_dict())
-        encoder = set_mode(copy.deepcopy(self.vision), cfg.vision_mode)
+        encoder = set_mode(self.vision.build(), cfg.vision_mode)
         if cfg.impl == "transformers":
             return HFCaptioner(encoder, decoder)
         return Captioner(encoder, decoder, cfg.contrastive_dim if cfg.contrastive_weight > 0 else 0)

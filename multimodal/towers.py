@@ -10,6 +10,7 @@ Both towers follow the encoder contract (``embed_dim``, ``forward``, ``freeze``,
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -33,6 +34,23 @@ class TowerError(ValueError):
 def image_tower(init: str, arch: MAEConfig) -> ViTEncoder:
     """A run, checkpoint or export of any of our vision methods; "" = ``arch`` with random weights (the baseline)."""
     return ViTEncoder.from_checkpoint(init) if init else ViTEncoder.random(arch)
+
+
+class ImageTowerSource:
+    """An image tower as a task holds it: read once if pretrained (its input size is known at once), and a fresh one
+    per ``build()`` — a copy of the pretrained weights, or random weights drawn then, after the trainer has seeded, so
+    that trainer.seed sets them and every rank and every arm of a comparison starts from the same ones."""
+
+    def __init__(self, init: str, arch: MAEConfig):
+        self.init, self.arch = init, arch
+        self.pretrained = image_tower(init, arch) if init else None
+
+    @property
+    def img_size(self) -> int:
+        return (self.pretrained.cfg if self.pretrained is not None else self.arch).img_size
+
+    def build(self) -> ViTEncoder:
+        return copy.deepcopy(self.pretrained) if self.pretrained is not None else image_tower("", self.arch)
 
 
 def text_tokenizer(init: str, texts: list[str], vocab_size: int):
