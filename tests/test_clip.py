@@ -265,3 +265,18 @@ def test_zeroshot_on_cifar10_subset_class_names(task):
         task.cfg.eval.max_images = 20
     assert (score.dataset, score.split) == ("cifar10-subset", "val")
     assert score.extra["classes"] == 10 and score.extra["n"] == 100 and 0 <= score.value <= 1
+
+
+def test_evidence_arms_for_clip_and_captioning_on_clip_towers(tmp_path, monkeypatch):
+    from benchmarks import evidence
+    made = []
+    monkeypatch.setattr(evidence, "export", lambda task, run, out: made.append((task, run)) or out)
+    arms = dict(evidence.arms("clip", 1, tmp_path / "out", tmp_path))
+    assert arms["pretrained"] == [f"task.vision_init={tmp_path / 'evidence-mae' / 'pretrained-s1'}",
+                                  f"task.text_init={tmp_path / 'out' / 'bert-export-s1'}"]
+    assert arms["random"] == [f"task.text_init={tmp_path / 'out' / 'bert-export-s1'}", "task.text_pretrained=false"]
+    arms = dict(evidence.arms("caption-clip", 1, tmp_path / "out", tmp_path))
+    assert list(arms) == ["clip-from-mae", "clip-from-random", "mae", "random"]
+    assert arms["clip-from-random"][0] == f"task.vision_init={tmp_path / 'out' / 'clip-random-export-s1' / 'image'}"
+    assert all(a[-1] == f"task.text_init={tmp_path / 'out' / 'bert-export-s1'}" for a in arms.values())
+    assert ("clip", tmp_path / "evidence-clip" / "pretrained-s1") in made and evidence.TASK["caption-clip"] == "caption"
