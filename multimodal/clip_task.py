@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from language.model import BertModelConfig
 from selfsup.checkpoint import save_weights
 from selfsup.data import step_loader
-from selfsup.io import atomic_write_json
+from selfsup.io import atomic_write, atomic_write_json
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
@@ -181,7 +182,10 @@ class ClipTask:
             image_emb = self.embed_images(model, data, idx)
             texts = [r for i in idx.tolist() for r in data.refs[i]]
             text_image = torch.tensor([j for j, i in enumerate(idx.tolist()) for _ in data.refs[i]])
-            recall = retrieval_recall(self.embed_texts(model, texts) @ image_emb.T, text_image)
+            similarity = self.embed_texts(model, texts) @ image_emb.T                   # (T, I)
+            recall = retrieval_recall(similarity, text_image)
+            if split == next(iter(self.splits)):
+                self._gallery(data, idx, texts, text_image, similarity, out_dir / "retrieval_gallery.png")
             extra = {"n_images": len(idx), "n_texts": len(texts), "n_distinct_texts": len(set(texts))}
             scores += [Score(self.dataset, split, metric, value, extra) for metric, value in recall.items()]
             for attribute, classifier in classifiers.items():
@@ -196,6 +200,23 @@ class ClipTask:
         if ev.probes and scene and "test" in self.splits:
             scores += encoder_probes(model.image, self.train, self.splits["test"], ev.probe, self.size, "scenes")
         return scores
+
+    def _gallery(self, data, idx: torch.Tensor, texts: list[str], text_image: torch.Tensor, similarity: torch.Tensor,
+                 path: Path, rows: int = 6, k: int = 5, scale: int = 3) -> None:
+        """A seeded sample of caption queries, each with its top-k images; the caption's own image framed green."""
+        size = self.size * scale
+        canvas = Image.new("RGB", (k * (size + 8) + 8, rows * (size + 28)), "white")
+        draw = ImageDraw.Draw(canvas)
+        for r, t in enumerate(sample_indices(len(texts), rows, seed=1).tolist()):
+            y = r * (size + 28)
+            draw.text((8, y + 4), texts[t], fill="black")
+            for c, j in enumerate(similarity[t].topk(min(k, similarity.shape[1])).indices.tolist()):
+                x = 8 + c * (size + 8)
+                if j == text_image[t]:
+                    draw.rectangle([x - 4, y + 18, x + size + 3, y + size + 25], outline=(0, 170, 0), width=3)
+                image = Image.fromarray(data.image(idx[j]).permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
+                canvas.paste(image, (x, y + 22))
+        atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
     def _zeroshot_folder(self, model: CLIP, path: Path) -> Score:
         """Zero-shot top-1 on an ImageFolder's class names (stratified sample of at most eval.max_images)."""

@@ -216,6 +216,7 @@ def test_clip_trains_evaluates_exports_and_other_tasks_take_the_towers(tmp_path,
         for attribute in ("shape", "colour", "size", "count", "background"):
             assert ("scenes-" + attribute, split, "zeroshot_top1") in res
     assert {("scenes-shape", "test", "linear_probe_top1_cls"), ("scenes-colour", "test", "knn_top1_mean")} <= set(res)
+    assert (run / "figures" / "step_00000004" / "retrieval_gallery.png").is_file()
     folder = res[("folder", "val", "zeroshot_top1")]
     assert folder.extra["classes"] == 3 and folder.extra["n"] == 12 and folder.extra["class_words_in_vocab"] < 1
 
