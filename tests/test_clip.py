@@ -281,3 +281,22 @@ def test_evidence_arms_for_clip_and_captioning_on_clip_towers(tmp_path, monkeypa
     assert arms["clip-from-random"][0] == f"task.vision_init={tmp_path / 'out' / 'clip-random-export-s1' / 'image'}"
     assert all(a[-1] == f"task.text_init={tmp_path / 'out' / 'bert-export-s1'}" for a in arms.values())
     assert ("clip", tmp_path / "evidence-clip" / "pretrained-s1") in made and evidence.TASK["caption-clip"] == "caption"
+
+
+def test_clip_on_karpathy_captions_retrieves_without_scene_evaluations(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "white": (240, 240, 240)}
+    images = []
+    for i in range(24):
+        name = list(colours)[i % 4]
+        Image.new("RGB", (24, 20), colours[name]).save(tmp_path / f"{i}.png")
+        images.append({"filepath": "", "filename": f"{i}.png", "imgid": i, "split": "test" if i >= 16 else "train",
+                       "sentences": [{"raw": f"a {name} picture"}, {"raw": f"all {name}"}, {"raw": f"{name} {i}"}]})
+    (tmp_path / "dataset_flickr8k.json").write_text(json.dumps({"images": images}))
+    out = train(ClipTask, tmp_path / "run", SMALL + [
+        "task.data.source=karpathy", f"task.data.annotations={tmp_path / 'dataset_flickr8k.json'}",
+        f"task.data.image_root={tmp_path}", "task.vocab_size=60", "trainer.max_steps=2", "trainer.batch_size=8"])
+    res = {(r.dataset, r.split, r.metric): r for r in out["results"]}
+    assert {d for d, _, _ in res} == {"karpathy-captions"} and {s for _, s, _ in res} == {"test"}
+    recall = res[("karpathy-captions", "test", "text_retrieval_recall@5")]
+    assert recall.extra == {"n_images": 8, "n_texts": 24, "n_distinct_texts": 16}
