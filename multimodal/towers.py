@@ -11,11 +11,13 @@ Both towers follow the encoder contract (``embed_dim``, ``forward``, ``freeze``,
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertModel, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from language.corpus import default_cache
 from language.model import BertModelConfig, hf_config
@@ -127,13 +129,19 @@ def text_tower(init: str, pretrained: bool, arch: BertModelConfig, tokenizer, ma
     or with its architecture and random weights (``pretrained=False``); "" = a BERT shaped by ``arch``."""
     if init:
         try:
-            if pretrained:
-                model = AutoModel.from_pretrained(init, local_files_only=True, attn_implementation="sdpa")
-            else:
-                model = AutoModel.from_config(AutoConfig.from_pretrained(init, local_files_only=True),
-                                              attn_implementation="sdpa")
+            with quiet_transformers():   # its load report lists the export's MLM/NSP heads, which a tower drops
+                if pretrained:
+                    model, info = AutoModel.from_pretrained(init, local_files_only=True, attn_implementation="sdpa",
+                                                            output_loading_info=True)
+                else:
+                    model, info = AutoModel.from_config(AutoConfig.from_pretrained(init, local_files_only=True),
+                                                        attn_implementation="sdpa"), {}
         except (OSError, ValueError) as e:
             raise TowerError(f"cannot load a text encoder from {init}: {e}") from None
+        missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
+        if missing or info.get("mismatched_keys"):
+            raise TowerError(f"{init} lacks weights of its own architecture ({', '.join(missing[:5]) or 'mismatched'}"
+                             f"{' …' if len(missing) > 5 else ''}): a truncated or foreign checkpoint")
     else:
         model = BertModel(hf_config(arch, len(tokenizer)), add_pooling_layer=False)
     cfg = model.config
@@ -144,6 +152,20 @@ def text_tower(init: str, pretrained: bool, arch: BertModelConfig, tokenizer, ma
         raise TowerError(f"task.max_len={max_length} exceeds the text tower's {cfg.max_position_embeddings} "
                          "positions; lower task.max_len")
     return TextTower(model, tokenizer, max_length)
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers' loading progress bars and reports off for one load (we check what loaded ourselves)."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def tower_param_groups(tower: nn.Module, mode: str, weight_decay: float, layer_decay: float,

@@ -300,3 +300,21 @@ def test_clip_on_karpathy_captions_retrieves_without_scene_evaluations(tmp_path,
     assert {d for d, _, _ in res} == {"karpathy-captions"} and {s for _, s, _ in res} == {"test"}
     recall = res[("karpathy-captions", "test", "text_retrieval_recall@5")]
     assert recall.extra == {"n_images": 8, "n_texts": 24, "n_distinct_texts": 16}
+
+
+def test_text_tower_from_an_export_checks_what_loaded(task, tmp_path):
+    from transformers import BertForPreTraining
+
+    from multimodal.towers import TowerError, text_tower
+    bert = BertForPreTraining(task.build_model().text.model.config)   # an MLM+NSP export: heads the tower drops
+    bert.save_pretrained(str(tmp_path / "bert"))
+    tower = text_tower(str(tmp_path / "bert"), True, None, task.tokenizer, 32)
+    torch.testing.assert_close(tower.model.encoder.layer[1].output.dense.weight,
+                               bert.bert.encoder.layer[1].output.dense.weight)
+    assert tower.model.pooler is None
+    config = json.loads((tmp_path / "bert" / "config.json").read_text())
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    with pytest.raises(TowerError, match="encoder.layer.2"):
+        text_tower(str(tmp_path / "bert"), True, None, task.tokenizer, 32)
+    with pytest.raises(TowerError, match="task.max_len=999"):
+        text_tower(str(tmp_path / "bert"), False, None, task.tokenizer, 999)
