@@ -25,7 +25,7 @@ from vision.transforms import eval_view, random_resized_crop
 from . import data as D
 from .clip import CLIP, LOSSES, build_loss
 from .data import CaptionDataConfig
-from .retrieval import retrieval_recall
+from .retrieval import chance_recall, retrieval_recall
 from .towers import TOWER_MODES, ImageTowerSource, set_mode, text_tokenizer, text_tower, tower_param_groups
 from .zeroshot import folder_prompts, scene_prompts, zeroshot_accuracy, zeroshot_classifier
 
@@ -185,20 +185,19 @@ class ClipTask:
             texts = [r for i in idx.tolist() for r in data.refs[i]]
             text_image = torch.tensor([j for j, i in enumerate(idx.tolist()) for _ in data.refs[i]])
             similarity = self.embed_texts(model, texts) @ image_emb.T                   # (T, I)
-            recall = retrieval_recall(similarity, text_image)
+            recall = retrieval_recall(similarity, text_image) | chance_recall(text_image, len(idx))
             if split == next(iter(self.splits)):
                 self._gallery(data, idx, texts, text_image, similarity, out_dir / "retrieval_gallery.png")
             extra = {"n_images": len(idx), "n_texts": len(texts), "n_distinct_texts": len(set(texts))}
             scores += [Score(self.dataset, split, metric, value, extra) for metric, value in recall.items()]
             for attribute, classifier in classifiers.items():
                 labels = data.attributes[attribute][idx]
-                majority = torch.bincount(labels).max().item() / len(labels)
-                scores.append(Score(f"scenes-{attribute}", split, "zeroshot_top1",
-                                    zeroshot_accuracy(image_emb, classifier, labels),
-                                    {"n": len(idx), "templates": len(scene_prompts(attribute)[1]),
-                                     "majority_class": majority}))
+                extra = {"n": len(idx), "templates": len(scene_prompts(attribute)[1])}
+                scores += [Score(f"scenes-{attribute}", split, "zeroshot_top1",
+                                 zeroshot_accuracy(image_emb, classifier, labels), extra),
+                           Score(f"scenes-{attribute}", split, "zeroshot_majority_baseline", majority(labels), extra)]
         if ev.zeroshot_folder:
-            scores.append(self._zeroshot_folder(model, Path(ev.zeroshot_folder)))
+            scores += self._zeroshot_folder(model, Path(ev.zeroshot_folder))
         if ev.probes and scene and "test" in self.splits:
             scores += encoder_probes(model.image, self.train, self.splits["test"], ev.probe, self.size, "scenes")
         return scores
@@ -220,7 +219,7 @@ class ClipTask:
                 canvas.paste(image, (x, y + 22))
         atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
-    def _zeroshot_folder(self, model: CLIP, path: Path) -> Score:
+    def _zeroshot_folder(self, model: CLIP, path: Path) -> list[Score]:
         """Zero-shot top-1 on an ImageFolder's class names (stratified sample of at most eval.max_images)."""
         folder = image_folder(path, self.size)
         idx = sample_indices(len(folder), self.cfg.eval.max_images, seed=0, labels=folder.labels)
@@ -230,9 +229,11 @@ class ClipTask:
         words = [w for name in names for w in name.lower().split()]
         known = sum(w in self.tokenizer.vocab for w in words) / len(words)   # whole words the text tower has seen
         split = path.name if path.name in ("train", "val", "test") else "all"
-        return Score(path.parent.name if split != "all" else path.name, split, "zeroshot_top1", accuracy,
-                     {"n": len(idx), "classes": len(names), "chance": 1 / len(names),
-                      "templates": self.cfg.eval.zeroshot_templates, "class_words_in_vocab": known})
+        dataset = path.parent.name if split != "all" else path.name
+        extra = {"n": len(idx), "classes": len(names), "templates": self.cfg.eval.zeroshot_templates,
+                 "class_words_in_vocab": known}
+        return [Score(dataset, split, "zeroshot_top1", accuracy, extra),
+                Score(dataset, split, "zeroshot_majority_baseline", majority(folder.labels[idx]), extra)]
 
     # ------------------------------------------------------------------------------ export
 
@@ -250,3 +251,7 @@ class ClipTask:
                                               "max_len": self.cfg.max_len})
         return out
 
+
+def majority(labels: torch.Tensor) -> float:
+    """The accuracy of always answering the most frequent class: the floor a zero-shot accuracy must beat."""
+    return torch.bincount(labels).max().item() / len(labels)

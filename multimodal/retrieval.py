@@ -10,6 +10,8 @@ embed identically: retrieving a string equal to one of the image's own captions 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -35,4 +37,17 @@ def retrieval_recall(scores: torch.Tensor, text_image: torch.Tensor, ks=(1, 5, 1
     for k in ks:
         out[f"image_retrieval_recall@{k}"] = (t2i_rank < k).float().mean().item()
         out[f"text_retrieval_recall@{k}"] = (i2t_rank < k).float().mean().item()
+    return out
+
+
+def chance_recall(text_image: torch.Tensor, num_images: int, ks=(1, 5, 10)) -> dict[str, float]:
+    """Expected recall of a random ranking: k/I for a caption's image; for an image with m of the T captions,
+    1 - C(T - m, k) / C(T, k) (at least one of its captions among k drawn)."""
+    num_texts = len(text_image)
+    per_image = torch.bincount(text_image, minlength=num_images).tolist()
+    out = {}
+    for k in ks:
+        out[f"image_retrieval_recall@{k}_chance"] = min(k, num_images) / num_images
+        out[f"text_retrieval_recall@{k}_chance"] = sum(
+            1 - math.comb(num_texts - m, k) / math.comb(num_texts, k) for m in per_image) / num_images
     return out

@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoTokenizer
 from multimodal import data as D
 from multimodal.clip import CLIP_LOGIT_SCALE, build_loss
 from multimodal.clip_task import ClipTask
-from multimodal.retrieval import retrieval_recall
+from multimodal.retrieval import chance_recall, retrieval_recall
 from multimodal.zeroshot import COUNTS, folder_prompts, scene_prompts, zeroshot_accuracy, zeroshot_classifier
 from selfsup.config import to_object
 from selfsup.task import BatchPlan
@@ -71,6 +71,11 @@ def test_retrieval_recall_matches_brute_force_and_clip_benchmark():
         assert got[f"image_retrieval_recall@{k}"] == pytest.approx(clip_benchmark_recall(scores, positive, k))
         assert got[f"text_retrieval_recall@{k}"] == pytest.approx(clip_benchmark_recall(scores.T, positive.T, k))
     assert 0 < got["image_retrieval_recall@1"] < got["image_retrieval_recall@5"] < 1
+    chance = chance_recall(text_image, num_images, ks=(1, 3))
+    shuffled = [retrieval_recall(torch.randn(len(text_image), num_images, generator=g), text_image, ks=(1, 3))
+                for _ in range(3000)]   # random rankings: the mean recall is the chance level
+    for name, value in chance.items():
+        assert sum(r[name.removesuffix("_chance")] for r in shuffled) / 3000 == pytest.approx(value, abs=0.01)
 
     # equal strings embed equally: a tie with another image's identical caption goes to the query
     ties = torch.tensor([[0.9, 0.1], [0.9, 0.1]])          # caption 1 (of image 1) is the same string as caption 0
@@ -217,6 +222,8 @@ def test_clip_trains_evaluates_exports_and_other_tasks_take_the_towers(tmp_path,
             assert ("scenes-" + attribute, split, "zeroshot_top1") in res
     assert {("scenes-shape", "test", "linear_probe_top1_cls"), ("scenes-colour", "test", "knn_top1_mean")} <= set(res)
     assert (run / "figures" / "step_00000004" / "retrieval_gallery.png").is_file()
+    assert res[("scenes-count", "test", "zeroshot_majority_baseline")].value >= 1 / 3
+    assert res[("scenes-captions", "test", "image_retrieval_recall@5_chance")].value == 5 / 20
     folder = res[("folder", "val", "zeroshot_top1")]
     assert folder.extra["classes"] == 3 and folder.extra["n"] == 12 and folder.extra["class_words_in_vocab"] < 1
 
@@ -260,12 +267,13 @@ def task_vocab(model):
 def test_zeroshot_on_cifar10_subset_class_names(task):
     task.cfg.eval.max_images = 100
     try:
-        score = task._zeroshot_folder(task.build_model().eval(),
+        score, baseline = task._zeroshot_folder(task.build_model().eval(),
                                       Path(__file__).resolve().parent.parent / "../shared/data/cifar10-subset/val")
     finally:
         task.cfg.eval.max_images = 20
     assert (score.dataset, score.split) == ("cifar10-subset", "val")
     assert score.extra["classes"] == 10 and score.extra["n"] == 100 and 0 <= score.value <= 1
+    assert baseline.value == 0.1          # a stratified sample: ten of each class
 
 
 def test_evidence_arms_for_clip_and_captioning_on_clip_towers(tmp_path, monkeypatch):
