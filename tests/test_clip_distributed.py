@@ -52,39 +52,47 @@ def model_and_batch(loss: str):
     return model, (images, ids, mask)
 
 
-def rank_worker(rank: int, init_file: str, loss: str, local: bool, out_file: str):
+CASES = {"clip": ("clip", False), "clip-local-loss": ("clip", True), "siglip": ("siglip", False)}
+
+
+def rank_worker(rank: int, init_file: str, out_dir: str):
+    """Every case on this rank's half of the global batch; rank 0 saves the mean loss and the averaged gradients."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        model, batch = model_and_batch(loss)
-        ddp = nn.parallel.DistributedDataParallel(model)
-        n = GLOBAL_BATCH // WORLD
-        value = build_loss(loss, local)(**ddp(*(b[rank * n:(rank + 1) * n] for b in batch)))
-        value.backward()                       # DDP averages the gradients over ranks
-        mean = value.detach().clone()
-        dist.all_reduce(mean)                  # the trainer logs the count-weighted mean over ranks
-        if rank == 0:
-            torch.save({"loss": mean / WORLD, "grads": {k: p.grad for k, p in model.named_parameters()}}, out_file)
+        for case, (loss, local) in CASES.items():
+            model, batch = model_and_batch(loss)
+            ddp = nn.parallel.DistributedDataParallel(model)
+            n = GLOBAL_BATCH // WORLD
+            value = build_loss(loss, local)(**ddp(*(b[rank * n:(rank + 1) * n] for b in batch)))
+            value.backward()                       # DDP averages the gradients over ranks
+            mean = value.detach().clone()
+            dist.all_reduce(mean)                  # the trainer logs the count-weighted mean over ranks
+            if rank == 0:
+                torch.save({"loss": mean / WORLD, "grads": {k: p.grad for k, p in model.named_parameters()}},
+                           f"{out_dir}/{case}.pt")
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("loss,local", [("clip", False), ("clip", True), ("siglip", False)],
-                         ids=["clip", "clip-local-loss", "siglip"])
-def test_two_gloo_ranks_equal_one_process_loss_and_gradients(tmp_path, loss, local):
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(rank_worker, args=(tempfile.mktemp(dir=out), str(out)), nprocs=WORLD, join=True)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_gloo_ranks_equal_one_process_loss_and_gradients(two_ranks, case):
+    loss, local = CASES[case]
     model, batch = model_and_batch(loss)
     single = build_loss(loss, local)(**model(*batch))
     single.backward()
-    out = tmp_path / "rank0.pt"
-    init = tempfile.mktemp(dir=tmp_path)
-    mp.spawn(rank_worker, args=(init, loss, local, str(out)), nprocs=WORLD, join=True)
-    ranks = torch.load(out, weights_only=True)
+    ranks = torch.load(two_ranks / f"{case}.pt", weights_only=True)
     torch.testing.assert_close(ranks["loss"], single.detach(), rtol=1e-5, atol=1e-6)
     for k, p in model.named_parameters():
         torch.testing.assert_close(ranks["grads"][k], p.grad, rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
 
 
-# a large Adam eps and no clipping keep updates sensitive to the gradients' scale (Adam alone is not) and stop Adam from
-# amplifying float noise in gradients that are zero in exact arithmetic (the key biases of attention)
 COMMON = ["trainer.eps=0.001", "trainer.grad_clip=0",
           "task.vision_model.img_size=16", "task.vision_model.embed_dim=32", "task.vision_model.depth=2",
           "task.vision_model.num_heads=2", "task.text_model.hidden_size=32", "task.text_model.num_layers=1",
