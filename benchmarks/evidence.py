@@ -5,12 +5,17 @@
     python -m benchmarks.evidence caption --seeds 3 --pretrained runs    # uses runs/evidence-{mae,bert}
     python -m benchmarks.evidence caption-peer --seeds 3                 # our captioner vs VisionEncoderDecoderModel
     python -m benchmarks.evidence vit-finetune --seeds 3 --pretrained runs --set task.data.label=shape
+    python -m benchmarks.evidence clip --seeds 3 --pretrained runs       # CLIP towers from MAE + BERT vs random
+    python -m benchmarks.evidence caption-clip --seeds 3 --pretrained runs   # caption on CLIP / MAE / random ViTs
 
 Each seed trains `TASK --preset tiny` on the embedded data, and evaluates the same architecture at
 step 0 (random weights: `trainer.max_steps=0`); prints mean ± std of every metric for both arms.
 `vit-finetune` finetunes the MAE runs/evidence-mae/pretrained-sN (MAE's main protocol) against the same
 budget from random weights. `caption-peer` instead trains our captioner and transformers' VisionEncoderDecoderModel
-(`task.impl=transformers`) from the same random initial weights, data and budget.
+(`task.impl=transformers`) from the same random initial weights, data and budget. `clip` aligns towers initialised
+from the MAE and BERT runs of the same seed against random towers of the same architectures and tokenizer;
+`caption-clip` captions with the image tower of those CLIP runs (from MAE, and from random weights) against the MAE
+run's and a random one, the decoder warm-started from the same BERT export in every arm.
 Finished runs are reused, interrupted ones resumed.
 """
 from __future__ import annotations
@@ -40,26 +45,39 @@ def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
     return json.loads(results.read_text())
 
 
+TASK = {"caption-peer": "caption", "caption-clip": "caption"}   # evidence name -> the task it trains
+
+
+def export(task: str, run_dir: Path, out: Path) -> Path:
+    """`selfsup export TASK` of a finished run, once (the file an export writes last marks it complete)."""
+    if not (out / {"bert": "config.json", "clip": "clip.json"}[task]).exists():
+        subprocess.run([sys.executable, "-m", "selfsup", "export", task, "--checkpoint", str(run_dir),
+                        "--out", str(out)], check=True)
+    return out
+
+
 def arms(task: str, seed: int, out: Path, pretrained: Path) -> list[tuple[str, list[str]]]:
-    """(name, overrides) of the two arms. Pretraining tasks: trained vs step 0. Finetuning: from the MAE
-    run of the same seed vs from random weights. Captioning: the same
-    captioning budget on (MAE encoder + MLM-pretrained decoder) vs (random ViT + random decoder), both
-    with the BERT run's tokenizer and architecture."""
+    """(name, overrides) of the arms. Pretraining tasks: trained vs step 0. Finetuning: from the MAE
+    run of the same seed vs from random weights. Captioning (and CLIP): the same budget on
+    (MAE encoder + MLM-pretrained text model) vs (random ViT + random text model), both with the BERT run's tokenizer
+    and architecture. caption-clip: four image towers under one MLM-pretrained decoder."""
     if task == "caption-peer":
         return [("selfsup", []), ("transformers", ["task.impl=transformers"])]
     if task == "vit-finetune":
         return [("pretrained", [f"task.init={pretrained / 'evidence-mae' / f'pretrained-s{seed}'}"]), ("random", [])]
-    if task != "caption":
+    if task not in ("caption", "clip", "caption-clip"):
         return [("pretrained", []), ("random", ["trainer.max_steps=0"])]
-    mae, bert = (pretrained / "evidence-mae" / f"pretrained-s{seed}",
-                 pretrained / "evidence-bert" / f"pretrained-s{seed}")
-    export = out / f"bert-export-s{seed}"
-    if not (export / "config.json").exists():
-        subprocess.run([sys.executable, "-m", "selfsup", "export", "bert", "--checkpoint", str(bert),
-                        "--out", str(export)],
-                       check=True)
-    return [("pretrained", [f"task.vision_init={mae}", f"task.text_init={export}"]),
-            ("random", [f"task.text_init={export}", "task.text_pretrained=false"])]
+    mae = pretrained / "evidence-mae" / f"pretrained-s{seed}"
+    bert = export("bert", pretrained / "evidence-bert" / f"pretrained-s{seed}", out / f"bert-export-s{seed}")
+    if task == "caption-clip":
+        clip = {arm: export("clip", pretrained / "evidence-clip" / f"{arm}-s{seed}", out / f"clip-{arm}-export-s{seed}")
+                for arm in ("pretrained", "random")}
+        return [("clip-from-mae", [f"task.vision_init={clip['pretrained'] / 'image'}", f"task.text_init={bert}"]),
+                ("clip-from-random", [f"task.vision_init={clip['random'] / 'image'}", f"task.text_init={bert}"]),
+                ("mae", [f"task.vision_init={mae}", f"task.text_init={bert}"]),
+                ("random", [f"task.text_init={bert}"])]
+    return [("pretrained", [f"task.vision_init={mae}", f"task.text_init={bert}"]),
+            ("random", [f"task.text_init={bert}", "task.text_pretrained=false"])]
 
 
 def time_of(run_dir: Path) -> float:
@@ -75,7 +93,8 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for both arms")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     p.add_argument("--key", help="its RESULTS.md section (default: evidence-TASK-tiny); name ablations apart")
-    p.add_argument("--pretrained", default="runs", help="caption: folder holding evidence-mae/ and evidence-bert/")
+    p.add_argument("--pretrained", default="runs",
+                   help="caption, clip: folder holding evidence-mae/ and evidence-bert/ (caption-clip: evidence-clip/)")
     args = p.parse_args()
     out = Path(args.out or f"runs/evidence-{args.task}")
     table: dict[tuple[str, str, str, str], list[float]] = {}
@@ -85,7 +104,7 @@ def main() -> None:
     for seed in range(args.seeds):
         arm_list = arms(args.task, seed, out, Path(args.pretrained))
         for arm, extra in arm_list:
-            results = run(args.task.removesuffix("-peer"), out / f"{arm}-s{seed}", seed, args.set + extra)
+            results = run(TASK.get(args.task, args.task), out / f"{arm}-s{seed}", seed, args.set + extra)
             for r in results:
                 table.setdefault((r["dataset"], r["split"], r["metric"], arm), []).append(r["value"])
                 versions.add(r["code_version"])

@@ -1,7 +1,11 @@
-"""Captioned images: the embedded captioned scenes, COCO captions (+ Karpathy split) and Flickr30k.
+"""Captioned images, shared by `caption` and `clip`: the embedded captioned scenes, COCO captions
+(+ Karpathy split) and Flickr30k.
 
-Every source gives ``CaptionSet``s per split: uint8 images (N, 3, S, S) and, per image, its list of
-reference captions. Images are decoded once (vision.data), captions kept as written.
+Every source gives ``CaptionSet``s per split: images and, per image, its list of reference captions.
+Images are decoded once (vision.data) and read only through ``image(i)`` / ``take(idx)`` — the image-data
+contract — so a lazy image collection can replace the in-memory tensor here alone. Captions are kept as written.
+
+    train, evals = load_splits(cfg.data, size)      # CaptionSet, {"test": CaptionSet, "test_heldout": ...}
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import numpy as np
 import torch
 
 from vision.data import ImageDataError, decode_files
-from vision.scenes import render, sample_scene
+from vision.scenes import ATTRIBUTES, render, sample_scene
 
 from .captions import HELD_OUT, captions
 
@@ -22,13 +26,40 @@ SCENE_SPLITS = ("train", "val", "test", "test_heldout")
 
 
 @dataclass
+class CaptionDataConfig:
+    source: str = "scenes"        # scenes (embedded) | coco (captions JSON) | karpathy (dataset_*.json)
+                                  # | flickr30k (.token)
+    annotations: str = ""         # coco: train captions JSON; karpathy: dataset_coco.json;
+                                  # flickr30k: results_20130124.token
+    image_root: str = ""          # folder the annotation's file names are relative to
+    val_annotations: str = ""     # coco only: the captions JSON to evaluate on
+    val_image_root: str = ""
+    num_train: int = 8000         # scenes: training images (5 references each)
+    num_eval: int = 500           # scenes: images per evaluation split
+    seed: int = 0                 # scenes: which scenes
+    img_size: int = 32            # storage size for image files (scenes use the encoder's size)
+    strict: bool = False          # a missing/corrupt image is an error instead of skipped and counted
+
+
+@dataclass
 class CaptionSet:
-    images: torch.Tensor          # (N, 3, S, S) uint8
+    images: torch.Tensor          # (N, 3, S, S) uint8; read through image() / take()
     refs: list[list[str]]         # references per image
     ids: list[str]
+    attributes: dict[str, torch.Tensor] | None = None   # scenes: a label per scene attribute (probe and
+                                                        # zero-shot targets), as vision.data.ImageSet has
+    labels = None                 # no class labels (the image-data contract's field)
 
     def __len__(self) -> int:
         return len(self.refs)
+
+    def image(self, index: int) -> torch.Tensor:
+        """One image, (3, S, S) uint8."""
+        return self.images[index]
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """Several images, (n, 3, S, S) uint8, in the order of ``indices``."""
+        return self.images[indices]
 
 
 def scene_split(split: str, n: int, size: int, seed: int = 0, refs: int = 5) -> CaptionSet:
@@ -41,8 +72,9 @@ def scene_split(split: str, n: int, size: int, seed: int = 0, refs: int = 5) -> 
     restrict = {"only": HELD_OUT} if split == "test_heldout" else {"exclude": HELD_OUT}
     scenes = [sample_scene(rng, **restrict) for _ in range(n)]
     images = torch.stack([torch.from_numpy(render(s, size)).permute(2, 0, 1) for s in scenes])
+    attributes = {a: torch.tensor([s.label(a) for s in scenes]) for a in ATTRIBUTES}
     return CaptionSet(images, [captions(s, refs, seed=i) for i, s in enumerate(scenes)],
-                      [f"{split}-{i}" for i in range(n)])
+                      [f"{split}-{i}" for i in range(n)], attributes)
 
 
 def _load(entries: list[tuple[Path, list[str], str]], size: int, strict: bool, what: str) -> CaptionSet:
@@ -130,3 +162,36 @@ def flickr30k(token_file: str | Path, image_dir: str | Path, split: str, size: i
         k = max(1, len(names) // 10)
         cut = {"train": names[:-2 * k], "val": names[-2 * k:-k], "test": names[-k:]}
     return _load([(Path(image_dir) / n, caps[n], n) for n in cut[split]], size, strict, f"{path} [{split}]")
+
+
+def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str, CaptionSet]]:
+    """The training set and the evaluated splits of ``cfg.source``: scenes test + test_heldout (unseen colour-shape
+    pairs), Karpathy / Flickr30k test, COCO val. ``size`` is the image tower's input size (scenes render at it)."""
+    if cfg.source == "scenes":
+        return (scene_split("train", cfg.num_train, size, cfg.seed),
+                {s: scene_split(s, cfg.num_eval, size, cfg.seed) for s in ("test", "test_heldout")})
+    if not cfg.annotations:
+        raise ValueError(f"task.data.source={cfg.source} needs task.data.annotations (and image_root)")
+    if cfg.source == "karpathy":
+        return (karpathy_split(cfg.annotations, cfg.image_root, "train", size, cfg.strict),
+                {"test": karpathy_split(cfg.annotations, cfg.image_root, "test", size, cfg.strict)})
+    if cfg.source == "flickr30k":
+        return (flickr30k(cfg.annotations, cfg.image_root, "train", size, cfg.strict),
+                {"test": flickr30k(cfg.annotations, cfg.image_root, "test", size, cfg.strict)})
+    if cfg.source == "coco":
+        if not cfg.val_annotations:
+            raise ValueError("task.data.source=coco needs task.data.val_annotations for evaluation")
+        return (coco_captions(cfg.annotations, cfg.image_root, size, cfg.strict),
+                {"val": coco_captions(cfg.val_annotations, cfg.val_image_root or cfg.image_root, size, cfg.strict)})
+    raise ValueError(f"unknown task.data.source '{cfg.source}'; choose scenes, coco, karpathy or flickr30k")
+
+
+def caption_example(data: CaptionSet, tokenizer, max_len: int, index: int, g: torch.Generator,
+                    image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One training pair: an image (or a view of it) and one of its references drawn with ``g``, tokenized to
+    ``max_len`` (padded, so batches stack)."""
+    refs = data.refs[index]
+    text = refs[int(torch.randint(len(refs), (1,), generator=g))]
+    enc = tokenizer(text, max_length=max_len, truncation=True, padding="max_length", return_tensors="pt")
+    return {"images": data.image(index) if image is None else image, "input_ids": enc["input_ids"][0],
+            "attention_mask": enc["attention_mask"][0]}

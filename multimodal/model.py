@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 from torch import nn
 from transformers import BertConfig, BertLMHeadModel
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from vision.encoder import ViTEncoder
+
+from .clip import CLIP_LOGIT_SCALE, MAX_LOGIT_SCALE, build_loss
 
 
 def decoder_config(base: BertConfig, tokenizer) -> BertConfig:
@@ -45,7 +46,7 @@ class Captioner(nn.Module):
         if self.contrastive:
             self.image_head = nn.Linear(hidden, contrastive_dim)
             self.text_head = nn.Linear(hidden, contrastive_dim)
-            self.logit_scale = nn.Parameter(torch.tensor(2.659))   # log(1/0.07), CLIP's init
+            self.logit_scale = nn.Parameter(torch.tensor(CLIP_LOGIT_SCALE))
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> (B, 1 + L, hidden): every token of the encoder, projected."""
@@ -89,9 +90,6 @@ def caption_loss(logits: torch.Tensor, input_ids: torch.Tensor,
 
 
 def contrastive_loss(embs, logit_scale: torch.Tensor) -> torch.Tensor:
-    """open_clip's ClipLoss, which gathers embeddings across ranks under DDP."""
-    import torch.distributed as dist
-    world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
-    loss = ClipLoss(gather_with_grad=True, rank=rank, world_size=world)
+    """open_clip's ClipLoss, which gathers embeddings across ranks under DDP (multimodal.clip.build_loss)."""
     image, text = embs
-    return loss(image, text, logit_scale.exp().clamp(max=100))
+    return build_loss("clip")(image, text, logit_scale.exp().clamp(max=MAX_LOGIT_SCALE))

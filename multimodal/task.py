@@ -2,7 +2,6 @@
 scored with BLEU / ROUGE-L / CIDEr-D (and METEOR with Java) on test and held-out-combination splits."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,39 +10,23 @@ from PIL import Image, ImageDraw
 from torch import nn
 from transformers import BertForPreTraining, BertLMHeadModel
 
-from language.corpus import default_cache
 from language.model import BertModelConfig, hf_config
-from language.tokenizer import TokenizerError, corpus_tokenizer, load_tokenizer
+from language.tokenizer import TokenizerError
 from selfsup.data import step_loader
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
-from vision.encoder import ViTEncoder
 from vision.mae import MAEConfig
 from vision.task import TINY
 
 from . import data as D
+from .data import CaptionDataConfig
 from .metrics import CaptionScorer
 from .model import Captioner, caption_loss, contrastive_loss, decoder_config, warm_start
 from .peer import HFCaptioner
-
-
-@dataclass
-class CaptionDataConfig:
-    source: str = "scenes"        # scenes (embedded) | coco (captions JSON) | karpathy (dataset_*.json)
-                                  # | flickr30k (.token)
-    annotations: str = ""         # coco: train captions JSON; karpathy: dataset_coco.json;
-                                  # flickr30k: results_20130124.token
-    image_root: str = ""          # folder the annotation's file names are relative to
-    val_annotations: str = ""     # coco only: the captions JSON to evaluate on
-    val_image_root: str = ""
-    num_train: int = 8000         # scenes: training images (5 references each)
-    num_eval: int = 500           # scenes: images per evaluation split
-    seed: int = 0                 # scenes: which scenes
-    img_size: int = 32            # storage size for image files (scenes use the encoder's size)
-    strict: bool = False          # a missing/corrupt image is an error instead of skipped and counted
+from .towers import ImageTowerSource, set_mode, text_tokenizer, tower_param_groups
 
 
 @dataclass
@@ -94,36 +77,11 @@ class CaptionTask:
                              "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
                              "contrastive_weight=0")
         self.cfg = cfg
-        self.vision = (ViTEncoder.from_checkpoint(cfg.vision_init) if cfg.vision_init
-                       else ViTEncoder.random(cfg.vision_model))
-        size = self.vision.cfg.img_size
-        self.train, self.splits = self._data(size)
-        if cfg.text_init:
-            self.tokenizer = load_tokenizer(cfg.text_init)
-        else:   # WordPiece on the training captions, cached like any corpus tokenizer
-            self.tokenizer = corpus_tokenizer([r for refs in self.train.refs for r in refs], cfg.vocab_size,
-                                              default_cache() / "tokenizers")
+        self.vision = ImageTowerSource(cfg.vision_init, cfg.vision_model)   # random weights drawn in build_model
+        size = self.vision.img_size
+        self.train, self.splits = D.load_splits(cfg.data, size)
+        self.tokenizer = text_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs], cfg.vocab_size)
         self.scorer = CaptionScorer(self.train.refs)
-
-    def _data(self, size: int):
-        d = self.cfg.data
-        if d.source == "scenes":
-            train = D.scene_split("train", d.num_train, size, d.seed)
-            return train, {s: D.scene_split(s, d.num_eval, size, d.seed) for s in ("test", "test_heldout")}
-        if not d.annotations:
-            raise ValueError(f"task.data.source={d.source} needs task.data.annotations (and image_root)")
-        if d.source == "karpathy":
-            return (D.karpathy_split(d.annotations, d.image_root, "train", size, d.strict),
-                    {"test": D.karpathy_split(d.annotations, d.image_root, "test", size, d.strict)})
-        if d.source == "flickr30k":
-            return (D.flickr30k(d.annotations, d.image_root, "train", size, d.strict),
-                    {"test": D.flickr30k(d.annotations, d.image_root, "test", size, d.strict)})
-        if d.source == "coco":
-            if not d.val_annotations:
-                raise ValueError("task.data.source=coco needs task.data.val_annotations for evaluation")
-            return (D.coco_captions(d.annotations, d.image_root, size, d.strict),
-                    {"val": D.coco_captions(d.val_annotations, d.val_image_root or d.image_root, size, d.strict)})
-        raise ValueError(f"unknown task.data.source '{d.source}'; choose scenes, coco, karpathy or flickr30k")
 
     # ------------------------------------------------------------------------------ model
 
@@ -144,8 +102,7 @@ class CaptionTask:
         decoder = BertLMHeadModel(decoder_config(base, self.tokenizer))
         if pretrained is not None and cfg.text_pretrained:
             warm_start(decoder, pretrained.state_dict())
-        encoder = copy.deepcopy(self.vision)
-        (encoder.freeze() if cfg.vision_mode == "frozen" else encoder.unfreeze())
+        encoder = set_mode(self.vision.build(), cfg.vision_mode)
         if cfg.impl == "transformers":
             return HFCaptioner(encoder, decoder)
         return Captioner(encoder, decoder, cfg.contrastive_dim if cfg.contrastive_weight > 0 else 0)
@@ -153,8 +110,7 @@ class CaptionTask:
     def param_groups(self, model: Captioner, weight_decay: float) -> list[dict]:
         if self.cfg.impl == "transformers":
             return default_param_groups(model, weight_decay)
-        groups = [] if self.cfg.vision_mode == "frozen" else model.encoder.param_groups(
-            weight_decay, layer_decay=self.cfg.layer_decay if self.cfg.vision_mode == "llrd" else 1.0)
+        groups = tower_param_groups(model.encoder, self.cfg.vision_mode, weight_decay, self.cfg.layer_decay)
         rest = nn.ModuleDict({k: m for k, m in model.named_children() if k != "encoder"})
         extra = [model.logit_scale] if model.contrastive else []
         return (groups + default_param_groups(rest, weight_decay)
@@ -163,12 +119,7 @@ class CaptionTask:
     # ------------------------------------------------------------------------------ data and loss
 
     def _example(self, index: int, g: torch.Generator):
-        refs = self.train.refs[index]
-        text = refs[int(torch.randint(len(refs), (1,), generator=g))]
-        enc = self.tokenizer(text, max_length=self.cfg.max_len, truncation=True, padding="max_length",
-                             return_tensors="pt")
-        return {"images": self.train.images[index], "input_ids": enc["input_ids"][0],
-                "attention_mask": enc["attention_mask"][0]}
+        return D.caption_example(self.train, self.tokenizer, self.cfg.max_len, index, g)
 
     def train_batches(self, plan: BatchPlan):
         return step_loader(len(self.train), self._example, plan)
@@ -206,7 +157,7 @@ class CaptionTask:
         for split, data in self.splits.items():
             idx = sample_indices(len(data), self.cfg.eval.max_images, seed=0)   # a fixed random sample of the split
             n = len(idx)
-            hyps = self.decode(model, data.images[idx])
+            hyps = self.decode(model, data.take(idx))
             values = self.scorer.score(hyps, [data.refs[i] for i in idx])
             extra = {"n": n, "tokenizer": self.scorer.tokenizer_name, "decoding": decoding,
                      "unavailable": self.scorer.unavailable()}
@@ -218,11 +169,11 @@ class CaptionTask:
     def _gallery(self, data, idx: torch.Tensor, hyps: list[str], path: Path, scale: int = 4) -> None:
         """The first images of the (already random) evaluated sample, their captions and references."""
         k = min(self.cfg.eval.gallery, len(hyps))
-        size = data.images.shape[-1] * scale
+        size = data.image(0).shape[-1] * scale
         canvas = Image.new("RGB", (size + 420, k * (size + 8)), "white")
         draw = ImageDraw.Draw(canvas)
         for i in range(k):
-            img = Image.fromarray(data.images[idx[i]].permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
+            img = Image.fromarray(data.image(idx[i]).permute(1, 2, 0).numpy()).resize((size, size), Image.NEAREST)
             y = i * (size + 8)
             canvas.paste(img, (0, y))
             draw.text((size + 8, y + 2), f"ours: {hyps[i]}", fill="black")

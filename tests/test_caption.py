@@ -126,6 +126,14 @@ def test_decoding_kv_cache_matches_recompute_and_beam1_is_greedy(task):
     assert torch.equal(a, b)
 
 
+def test_random_vision_encoder_is_drawn_from_the_seed(task):
+    weights = []
+    for seed in (0, 0, 1):   # the trainer seeds before build_model
+        torch.manual_seed(seed)
+        weights.append(task.build_model().encoder.vit.blocks[0].attn.qkv.weight)
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
 def test_warm_start_from_bert_export(task, tmp_path):
     from language.model import BertModelConfig, hf_config
     cfg = BertModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64)
@@ -167,15 +175,18 @@ def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
 
 def test_transformers_peer_holds_our_vit_and_trains(task, tmp_path, monkeypatch):
     from vision.transforms import normalize
+    torch.manual_seed(0)       # as the trainer seeds before build_model: both captioners start from the same weights
+    ours = task.build_model().eval()
     task.cfg.impl = "transformers"
     try:
+        torch.manual_seed(0)
         peer = task.build_model().eval()
     finally:
         task.cfg.impl = "selfsup"
     images = task.splits["test"].images[:2]
     with torch.no_grad():   # patch order is shuffled in ViTMAEModel; the CLS token's output cannot tell
         theirs = peer.model.encoder(pixel_values=normalize(images)).last_hidden_state[:, 0]
-        ours = task.vision.forward_features(images)[:, 0]
+        ours = ours.encoder.forward_features(images)[:, 0]
     assert torch.allclose(theirs, ours, atol=1e-4)
     assert peer.generate(images, max_len=5, num_beams=2)[:, 0].eq(task.tokenizer.cls_token_id).all()
 
