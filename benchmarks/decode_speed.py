@@ -7,7 +7,8 @@
 Every path delivers what training consumes -- batches of augmented (random resized crop + flip) uint8 crops through
 selfsup.data.step_loader, as the vision tasks call it -- from the same images: decoded into memory once (the
 per-sample work is then the crop alone; the one-off decode is timed separately), decoded lazily from the files with
-0 and N DataLoader workers, and read from packed shards (`selfsup pack-images`) with 0 and N workers. Repetitions
+0 and N DataLoader workers, and read from packed shards (`selfsup pack-images`, original bytes or shrunk to the
+storage size with --size) with 0 and N workers. Repetitions
 alternate between the paths (a, b, c, ..., c, b, a) so machine noise hits all; medians are compared. Each timing
 uses a fresh loader, after its first batch (worker start-up excluded), and shuts it down after, so no other path's
 workers compete for the CPU. A last table times one decode of large JPEGs with and without
@@ -78,9 +79,11 @@ def measure_decode(data: Path, size: int, crop: int, batch: int, workers: int, b
     start = time.perf_counter()
     pack_split(paths, labels, classes, work / "packed", per_shard=1000)
     pack_rate = len(paths) / (time.perf_counter() - start)
+    pack_split(paths, labels, classes, work / "shrunk", per_shard=1000, size=size)
     sets = {"in memory (decoded once)": (ImageSet(images, torch.tensor(labels)[ok], classes), [0, workers]),
             "lazy files": (FileImageSet(paths, torch.tensor(labels), classes, size, str(data)), [0, workers]),
-            "packed shards": (shard_set(work / "packed", size), [0, workers])}
+            "packed shards": (shard_set(work / "packed", size), [0, workers]),
+            f"packed shards shrunk to {size} px (--size)": (shard_set(work / "shrunk", size), [0, workers])}
     runs = [(f"{name}, {w} workers", ds, w) for name, (ds, ws) in sets.items() for w in ws]
     times = {name: [] for name, _, _ in runs}
     for r in range(repeats):                        # alternating order, as throughput.interleaved

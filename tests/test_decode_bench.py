@@ -15,5 +15,6 @@ def test_decode_suite_measures_every_path_and_records(tmp_path, capsys):
     paths = [line.split(" | ")[0] for line in rows]
     assert paths == ["| in memory (decoded once), 0 workers", "| in memory (decoded once), 1 workers",
                      "| lazy files, 0 workers", "| lazy files, 1 workers", "| packed shards, 0 workers",
-                     "| packed shards, 1 workers"]
+                     "| packed shards, 1 workers", "| packed shards shrunk to 16 px (--size), 0 workers",
+                     "| packed shards shrunk to 16 px (--size), 1 workers"]
     assert "| reduced-scale decode (draft), then resize |" in text and "12 images" in text

@@ -2,6 +2,7 @@
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from vision import data as D
 from vision import sources
 from vision.lazy import FileImageSet, choose_cache, open_files
 from vision.shards import main as pack_main
-from vision.shards import pack_tree, shard_set
+from vision.shards import pack_split, pack_tree, shard_set
 from vision.transforms import pretrain_view
 
 from conftest import run_cli, train
@@ -222,3 +223,22 @@ def test_probe_cap_on_a_class_sorted_folder_covers_every_class(tmp_path):
     finally:
         vt.probe_scores = orig
     assert len(seen["train_y"]) == cap and set(seen["train_y"].tolist()) == set(range(5))
+
+
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-subset"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/cifar10-subset is absent (real-data check only)")
+def test_real_cifar_jpegs_lazy_memory_and_shards_agree(tmp_path):
+    paths, labels, classes = D.folder_files(REAL / "val")
+    assert len(classes) == 10 and len(paths) == 2000
+    pick = sample_indices(len(paths), 40, seed=0, labels=torch.tensor(labels)).tolist()   # all 10 classes
+    sub = [paths[i] for i in pick]
+    memory, _ = open_files(sub, [labels[i] for i in pick], classes, 36, "val", cache="memory")
+    lazy, _ = open_files(sub, [labels[i] for i in pick], classes, 36, "val", cache="lazy")
+    assert torch.equal(memory.take(torch.arange(40)), lazy.take(torch.arange(40)))
+    assert set(memory.labels.tolist()) == set(range(10))
+    pack_split(sub, [labels[i] for i in pick], classes, tmp_path / "packed", per_shard=16)
+    packed = shard_set(tmp_path / "packed", 36)
+    order = {lazy.image(i).numpy().tobytes(): int(lazy.labels[i]) for i in range(40)}
+    assert all(order[packed.image(i).numpy().tobytes()] == int(packed.labels[i]) for i in range(40))

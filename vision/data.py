@@ -120,8 +120,8 @@ def bad_images(bad: list[tuple[object, str]], total: int, strict: bool, what: st
 
 
 def progress(items: Iterable, total: int, desc: str, min_total: int = 2000):
-    """tqdm on long work only (and only where stderr is a terminal, as tqdm.auto decides)."""
-    return tqdm(items, total=total, desc=desc, disable=total < min_total, mininterval=1.0)
+    """tqdm on long work only, and only where stderr is a terminal (disable=None: tqdm checks)."""
+    return tqdm(items, total=total, desc=desc, disable=True if total < min_total else None, mininterval=1.0)
 
 
 def decode_files(paths: list[Path], size: int, strict: bool, what: str,

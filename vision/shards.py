@@ -131,7 +131,13 @@ def _write_shard(dest: Path, images: list[bytes], labels: list[int] | None, clas
         columns["label"] = labels
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    datasets.Dataset.from_dict(columns, features=datasets.Features(features)).save_to_disk(str(tmp))
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()          # one bar for the whole pack (pack_split's), not one per shard
+    try:
+        datasets.Dataset.from_dict(columns, features=datasets.Features(features)).save_to_disk(str(tmp))
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
     tmp.rename(dest)
 
 
