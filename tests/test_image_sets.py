@@ -242,3 +242,16 @@ def test_real_cifar_jpegs_lazy_memory_and_shards_agree(tmp_path):
     packed = shard_set(tmp_path / "packed", 36)
     order = {lazy.image(i).numpy().tobytes(): int(lazy.labels[i]) for i in range(40)}
     assert all(order[packed.image(i).numpy().tobytes()] == int(packed.labels[i]) for i in range(40))
+
+
+def test_a_lazy_set_decodes_nothing_until_used_and_says_why_it_is_lazy(tmp_path, monkeypatch, capsys):
+    root = noise_folder(tmp_path / "imgs", per_class=2)
+    decoded = []
+    real = D.decode_image
+    monkeypatch.setattr("vision.lazy.decode_image", lambda *a, **k: decoded.append(a[0]) or real(*a, **k))
+    train_set, test_set = sources.load(sources.ImageDataConfig(source="imagefolder", path=str(root),
+                                                               memory_gb=1e-6), 8)
+    assert isinstance(train_set.base, FileImageSet) and decoded == []              # nothing decoded to build it
+    assert "would take 0.0 GB decoded (> task.data.memory_gb=1e-06): decoding each when used" in capsys.readouterr().err
+    test_set.image(0)
+    assert len(decoded) == 1

@@ -16,6 +16,7 @@ of RAM per process); ``lazy`` decodes per sample; ``auto`` takes memory when tha
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -178,6 +179,10 @@ def open_files(paths: list[Path], labels: list[int] | None, classes: list[str], 
     those rows)."""
     y = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
     if choose_cache(len(paths), size, cache, memory_gb) == "lazy":
+        if cache == "auto":
+            print(f"[selfsup] {what}: {len(paths):,} images at {size} px would take "
+                  f"{len(paths) * 3 * size * size / 2**30:.1f} GB decoded (> task.data.memory_gb={memory_gb:g}): "
+                  "decoding each when used, in the DataLoader workers (trainer.num_workers)", file=sys.stderr)
         return FileImageSet(paths, y, classes, size, what, strict, max_pixels), list(range(len(paths)))
     images, ok = decode_files(paths, size, strict, what, max_pixels)
     return ImageSet(images, None if y is None else y[ok], classes, skipped=len(paths) - len(ok)), ok
