@@ -14,6 +14,12 @@ from vision import sources
 from vision.shards import ArrowImageSet
 
 
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path, monkeypatch):
+    """What `datasets` caches (parquet and tar conversions) goes to this test's folder, not the user's cache."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+
 def cifar_cfg(**kw):
     return sources.ImageDataConfig(source="cifar10", **kw)
 
@@ -135,3 +141,21 @@ def test_hub_dataset_for_text_reads_local_files_and_streams(tmp_path):
     ds.save_to_disk(str(saved))
     assert [r["text"] for r in hub_dataset(str(saved), "train", streaming=True)] == ["one line", "another"]
     assert np.array_equal(hub_dataset(str(saved))["text"], ds["text"])
+
+
+def test_hf_webdataset_tar_shards_through_the_builder(tmp_path):
+    import io
+    import tarfile
+    (tmp_path / "wds").mkdir()
+    with tarfile.open(tmp_path / "wds" / "shard-000.tar", "w") as tar:      # WebDataset: KEY.png + KEY.cls
+        for i in range(10):
+            for ext, data in (("png", png_bytes(COLOURS[i % 2])), ("cls", str(i % 2).encode())):
+                info = tarfile.TarInfo(f"{i:05d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    cfg = sources.ImageDataConfig(source="hf", name="webdataset", data_files=str(tmp_path / "wds" / "*.tar"),
+                                  label_column="cls")
+    train, test = sources.load(cfg, 8)
+    assert len(train) == 8 and len(test) == 2 and train.classes == ["0", "1"]
+    px = train.take(torch.arange(8)).float().mean((2, 3))
+    assert torch.equal(px.argmax(1), train.labels)                           # red for 0, green for 1
