@@ -82,8 +82,14 @@ def write_hf(root, label_feature=None, labels=None):
 
 def test_hf_dataset_by_folder_finds_image_and_label_columns(tmp_path):
     root = write_hf(tmp_path / "ds")
-    train, test = sources.load(sources.ImageDataConfig(source="hf", name=str(root), label_column="fine"), 14)
+    cfg = sources.ImageDataConfig(source="hf", name=str(root), label_column="fine", cache="lazy")
+    train, test = sources.load(cfg, 14)
     assert isinstance(train, ArrowImageSet) and len(train) == 9 and len(test) == 3
+    cfg.cache = "auto"                                                    # small: decoded into memory, same images
+    in_memory = sources.load(cfg, 14)[0]
+    everything = torch.arange(9)
+    assert isinstance(in_memory, D.ImageSet) and torch.equal(in_memory.take(everything), train.take(everything))
+    assert torch.equal(in_memory.labels, train.labels) and in_memory.classes == train.classes
     assert train.classes == ["red", "green", "blue"] and train.labels.tolist() == [0, 1, 2] * 3
     img = train.image(1)
     assert img.shape == (3, 16, 16) and img[1].float().mean() > 200 and img[0].float().mean() < 20   # green

@@ -10,9 +10,9 @@ An unreadable image is found only when it is decoded. It is then replaced, deter
 image of the same class (any image when unlabelled), counted in ``skipped`` and warned about once per file; with
 ``strict`` it is an error naming the file. Replacement depends only on the index, so resume stays exact.
 
-Choosing (``task.data.cache``): ``memory`` decodes everything once into a uint8 tensor (fast steps, N*3*S*S bytes
-of RAM per process); ``lazy`` decodes per sample; ``auto`` takes memory when that estimate fits
-``task.data.memory_gb``, else lazy.
+Choosing (``task.data.cache``, for image files, packed shards and ``datasets`` tables alike): ``memory`` decodes
+everything once into a uint8 tensor (fast steps, N*3*S*S bytes of RAM per process); ``lazy`` decodes per sample;
+``auto`` takes memory when that estimate fits ``task.data.memory_gb``, else lazy.
 """
 from __future__ import annotations
 
@@ -169,6 +169,16 @@ def choose_cache(n: int, size: int, cache: str, memory_gb: float) -> str:
     if cache != "auto":
         return cache
     return "memory" if n * 3 * size * size <= memory_gb * 2**30 else "lazy"
+
+
+def cached(ds: LazyImageSet, cache: str, memory_gb: float) -> ImageSet | LazyImageSet:
+    """A lazy set (packed shards, a datasets table) decoded into memory when ``choose_cache`` says it fits; an
+    unreadable image keeps its stand-in (lazy semantics), so both forms hold the same images."""
+    if choose_cache(len(ds), ds.size, cache, memory_gb) == "lazy":
+        return ds
+    out = ImageSet(ds.take(torch.arange(len(ds))), ds.labels, ds.classes)
+    out.skipped = ds.skipped
+    return out
 
 
 def open_files(paths: list[Path], labels: list[int] | None, classes: list[str], size: int, what: str, *,

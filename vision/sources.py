@@ -1,8 +1,8 @@
 """Which images a vision task trains and evaluates on, chosen by ``task.data``.
 
-Image files (imagefolder, folder) are decoded into memory when they fit ``memory_gb`` and on access otherwise
-(``cache``, vision.lazy); packed shards (``shards``, vision.shards) and ``datasets`` tables (``hf``) are always read
-on access, memory-mapped; array formats (cifar*, stl10, digits) and rendered scenes live in memory.
+Image files (imagefolder, folder), packed shards (``shards``, vision.shards) and ``datasets`` tables (``hf``) are
+decoded into memory when they fit ``memory_gb`` and on access otherwise (``cache``, vision.lazy; shards and tables
+are memory-mapped); array formats (cifar*, stl10, digits) and rendered scenes live in memory.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data as D
-from .lazy import CACHES, open_files
+from .lazy import CACHES, cached, open_files
 from .scenes import ATTRIBUTES, render_scenes
 
 SOURCES = ("scenes", "digits", "imagefolder", "folder", "cifar10", "cifar100", "stl10", "shards", "hf")
@@ -35,8 +35,8 @@ class ImageDataConfig:
     label: str = "shape"      # scenes: the attribute probes predict (shape, colour, size, count, background)
     strict: bool = False      # an unreadable image is an error instead of being skipped (or replaced) and counted
     store_size: int = 0       # size images are decoded to; 0: img_size (img_size/0.875 for image files)
-    cache: str = "auto"       # image files: memory (decode all once) | lazy (decode per sample in the DataLoader
-                              # workers) | auto (memory when N*3*S*S bytes fit memory_gb)
+    cache: str = "auto"       # files, shards, hf: memory (decode all once) | lazy (decode per sample in the
+                              # DataLoader workers) | auto (memory when N*3*S*S bytes fit memory_gb)
     memory_gb: float = 4.0    # auto: the largest decoded set kept in memory, per process
     max_pixels: int = D.MAX_PIXELS   # an image with more pixels is skipped (an error with strict), never decoded
 
@@ -105,11 +105,11 @@ def _shards(cfg: ImageDataConfig, size: int):
     opts = dict(strict=cfg.strict, max_pixels=cfg.max_pixels)
     val = next((root / n for n in ("val", "validation", "test") if is_packed(root / n)), None)
     if is_packed(root / "train") and val is not None:
-        return shard_set(root / "train", size, **opts), shard_set(val, size, **opts)
+        return tuple(cached(shard_set(f, size, **opts), cfg.cache, cfg.memory_gb) for f in (root / "train", val))
     if not is_packed(root):
         raise D.ImageDataError(f"{root} holds no packed images (no meta.json there, nor train/ and val/ with one): "
                                "pack an image tree with `selfsup pack-images SRC OUT`")
-    full = shard_set(root, size, **opts)
+    full = cached(shard_set(root, size, **opts), cfg.cache, cfg.memory_gb)
     return (full, None) if full.labels is None else _split(full, cfg.seed)
 
 
@@ -125,8 +125,8 @@ def _hf(cfg: ImageDataConfig, size: int):
             continue
         if label_col is not None:
             table, classes = class_labels(table, label_col, cfg.name, split, classes)
-        sets.append(ArrowImageSet(table, image_col, label_col, classes or [], size, f"{cfg.name}[{split}]",
-                                  cfg.strict, cfg.max_pixels))
+        sets.append(cached(ArrowImageSet(table, image_col, label_col, classes or [], size, f"{cfg.name}[{split}]",
+                                         cfg.strict, cfg.max_pixels), cfg.cache, cfg.memory_gb))
     if len(sets) == 2:
         return sets[0], sets[1]
     return (sets[0], None) if label_col is None else _split(sets[0], cfg.seed)
