@@ -249,8 +249,9 @@ def write_section(path: Path, key: str, text: str) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="selfsup bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", choices=sorted(SUITES) + ["ppo"], default="mae",
-                   help="ppo: env steps/s with cached frozen embeddings vs re-encoding (see benchmarks/ppo_speed.py)")
+    p.add_argument("--suite", choices=sorted(SUITES) + ["ppo", "decode"], default="mae",
+                   help="ppo: env steps/s with cached frozen embeddings vs re-encoding (see benchmarks/ppo_speed.py); "
+                        "decode: images/s of in-memory, lazy and sharded image data (see benchmarks/decode_speed.py)")
     p.add_argument("--size", choices=["tiny", "base"], default="tiny")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16")
@@ -261,6 +262,11 @@ def main(argv=None) -> None:
     p.add_argument("--beams", type=int, default=1, help="caption suite: beam size (1: greedy)")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     p.add_argument("--set", nargs="*", default=[], help="ppo suite: overrides of the ppo minigrid preset")
+    p.add_argument("--data", help="decode suite: an ImageFolder to read (default: synthetic 500x375 JPEGs)")
+    p.add_argument("--images", type=int, default=512, help="decode suite: synthetic images to write")
+    p.add_argument("--store-size", type=int, default=256, help="decode suite: storage size images are decoded to")
+    p.add_argument("--crop", type=int, default=224, help="decode suite: size of the augmented crops")
+    p.add_argument("--workers", type=int, default=2, help="decode suite: DataLoader workers of the parallel rows")
     args = p.parse_args(argv)
     device = pick_device(args.device, 0)
     precision = resolve_precision(args.precision, device)
@@ -275,6 +281,18 @@ def main(argv=None) -> None:
                   f"{' --set ' + ' '.join(args.set) if args.set else ''}`", ""]
         rows = measure_ppo(device, precision, args.repeats, args.set)
         publish(render_ppo(rows, header), args.write, f"ppo-{device.type}-{precision}")
+        return
+    if args.suite == "decode":
+        from .decode_speed import run as run_decode
+        source = f"--data {args.data}" if args.data else f"--images {args.images}"
+        what = f"`{args.data}`" if args.data else f"{args.images} synthetic 500x375 JPEGs"
+        header = [f"### Image decoding for training — {what}, stored at {args.store_size} px, crops {args.crop} px, "
+                  f"batch {args.batch}", "",
+                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · "
+                  f"code {code_version()}", "",
+                  f"Command: `selfsup bench --suite decode {source} --store-size {args.store_size} --crop {args.crop} "
+                  f"--batch {args.batch} --workers {args.workers} --steps {args.steps} --repeats {args.repeats}`", ""]
+        publish(run_decode(args, header), args.write, f"decode-{Path(args.data).name if args.data else 'synthetic'}")
         return
     extra = {"num_beams": args.beams} if args.suite == "caption" else {}
     suite = SUITES[args.suite](args.size, args.batch, device, **extra)

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from vision import data as D
 from vision import sources
@@ -37,10 +37,10 @@ def test_corrupt_images_skipped_and_counted_or_strict_error(folder):
     (folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = folder / "dog" / "0.jpg"
     (folder / "dog" / "truncated.jpg").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 3])
-    with pytest.warns(UserWarning, match="skipped 2 of 8 corrupt or unreadable images"):
+    with pytest.warns(UserWarning, match="skipped 2 of 8 corrupt, unreadable or oversized images"):
         s = D.image_folder(folder, 8)
     assert len(s) == 6 and s.skipped == 2 and s.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    with pytest.raises(D.ImageDataError, match="2 of 8 images .* cannot be decoded.*broken.png"):
+    with pytest.raises(D.ImageDataError, match="2 of 8 images .* cannot be used.*broken.png"):
         D.image_folder(folder, 8, strict=True)
 
 
@@ -161,3 +161,65 @@ def test_pretrain_view_is_reproducible_per_generator():
     b = pretrain_view(img, 16, torch.Generator().manual_seed(1))
     c = pretrain_view(img, 16, torch.Generator().manual_seed(2))
     assert a.shape == (3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_cifar_labels_out_of_range_or_miscounted_name_the_file(tmp_path):
+    root = tmp_path / "c10"
+    write_cifar(root)
+    batch = pickle.loads((root / "data_batch_2").read_bytes(), encoding="bytes")
+    batch[b"labels"] = [3, 10]                                    # 10 classes: label 10 is out of range
+    (root / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(D.ImageDataError, match=r"data_batch_2: label 10 is outside the 10 classes"):
+        D.cifar(root, "train", 32)
+    batch[b"labels"] = [3]                                        # one label for two images
+    (root / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(D.ImageDataError, match=r"data_batch_2: 1 labels for 2 images"):
+        D.cifar(root, "train", 32)
+
+
+def write_stl10(root, n=4):
+    """STL-10's binaries: (N, 3, 96, 96) uint8 stored column-major, labels 1..10 as uint8."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    hwc = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)          # (N, C, H, W), the image as seen
+    hwc.transpose(0, 1, 3, 2).tofile(root / "train_X.bin")               # stored column-major (W before H)
+    np.array([1, 2, 10, 1], dtype=np.uint8)[:n].tofile(root / "train_y.bin")
+    (root / "class_names.txt").write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
+    return hwc
+
+
+def test_stl10_binaries(tmp_path):
+    hwc = write_stl10(tmp_path / "stl10_binary")
+    s = D.stl10(tmp_path / "stl10_binary", "train", 96)
+    assert len(s) == 4 and s.labels.tolist() == [0, 1, 9, 0] and s.classes[9] == "c9"
+    assert torch.equal(s.images[2], torch.from_numpy(hwc[2]))
+    with pytest.raises(D.ImageDataError, match="STL-10 file not found.*test_X.bin"):
+        D.stl10(tmp_path / "stl10_binary", "test", 96)
+    np.array([1, 11, 1, 1], dtype=np.uint8).tofile(tmp_path / "stl10_binary" / "train_y.bin")
+    with pytest.raises(D.ImageDataError, match="train_y.bin: label 10 is outside the 10 classes"):
+        D.stl10(tmp_path / "stl10_binary", "train", 96)
+
+
+def test_pixel_cap_refuses_large_images_before_decoding(folder, monkeypatch):
+    write_image(folder / "cat" / "huge.png", (1, 2, 3), size=(400, 300))
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self))
+    with pytest.warns(UserWarning, match=r"skipped 1 of 7 .*huge.png \(400x300 pixels exceed task.data.max_pixels"):
+        s = D.image_folder(folder, 8, max_pixels=100_000)
+    assert len(s) == 6 and s.skipped == 1 and (400, 300) not in decoded      # never decoded
+    with pytest.raises(D.ImageDataError, match="huge.png"):
+        D.image_folder(folder, 8, strict=True, max_pixels=100_000)
+    assert (20, 12) in decoded                                                # the others were
+    assert len(D.image_folder(folder, 8)) == 7                               # the default cap (64 Mpx) admits it
+
+
+def test_jpeg_draft_decodes_large_jpegs_at_reduced_scale(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.radial_gradient("L").resize((1024, 768)).convert("RGB").save(path, quality=95)
+    fast, full = D.decode_image(path, 64), D.decode_image(path, 64, draft=False)
+    assert fast.shape == full.shape == (64, 64, 3)
+    assert np.abs(fast.astype(int) - full.astype(int)).mean() < 3        # the same picture, up to resampling
+    with Image.open(path) as img:
+        img.draft("RGB", (64, 64))
+        assert min(img.size) >= 64 and img.size[0] < 1024                 # libjpeg scaled it down, short side kept

@@ -1,33 +1,53 @@
-"""Image data: embedded sources (rendered scenes, scikit-learn digits) and real formats (ImageFolder
-trees, CIFAR-10/100 python batches, any folder of images), all decoded once into uint8 tensors.
+"""Image data: the ``ImageSet`` contract, one decoder for every image file, and the real formats read into memory
+(ImageFolder trees, CIFAR-10/100 python batches, STL-10 binaries, any folder of images) or from the embedded sources.
 
-Every source gives an ``ImageSet``: images (N, 3, S, S) uint8 at a storage size S, and labels
-(or None). Augmentation happens per batch, on uint8, with a per-sample generator (vision.transforms).
+Every image set -- in memory (``ImageSet``, here), decoded on access (``vision.lazy``), or read from packed shards
+and ``datasets`` tables (``vision.shards``) -- offers the same contract:
+
+    len(ds)                   number of images
+    ds.image(i)               (3, S, S) uint8 at the storage size S
+    ds.take(idx)              (n, 3, S, S) uint8, in the order of ``idx``
+    ds.labels                 (N,) int64 tensor held in memory, or None for unlabelled data
+    ds.classes                class names (label k is classes[k]); [] when unknown
+    ds.attributes             scenes only: a label per scene attribute (probe targets); else None
+    ds.skipped                images left out (or, decoded lazily, replaced) because they could not be read
+
+Tasks touch pixels only through ``image``/``take``, so where the pixels live is the source's business.
+Augmentation happens per sample, on uint8, with a per-sample generator (vision.transforms).
 """
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+MAX_PIXELS = 64_000_000   # default cap on pixels per image (task.data.max_pixels), well under PIL's bomb limit (179 M)
+DECODE_THREADS = min(8, os.cpu_count() or 1)   # PIL releases the GIL while decoding
 
 
 class ImageDataError(ValueError):
-    """A missing, empty or unreadable image source."""
+    """A missing, empty or unreadable image source, or a bad data setting: the user must fix it."""
+
+
+class BadImage(Exception):
+    """One image that cannot be used (corrupt, unreadable, or over the pixel cap); the message says why."""
 
 
 @dataclass
 class ImageSet:
+    """Images decoded into memory: the fast path for sets that fit (see vision.lazy.choose_cache)."""
     images: torch.Tensor                  # (N, 3, S, S) uint8
     labels: torch.Tensor | None           # (N,) int64, or None for unlabelled data
     classes: list[str]
@@ -45,6 +65,15 @@ class ImageSet:
         """Several images, (n, 3, S, S) uint8, in the order of ``indices``."""
         return self.images[indices]
 
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        """The images at ``indices`` as a set of their own (a train/test split of one folder)."""
+        attrs = None if self.attributes is None else {k: v[indices] for k, v in self.attributes.items()}
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageSet(self.images[indices], labels, self.classes, 0, attrs)
+
+
+# ------------------------------------------------------------------------------------------------- decoding
+
 
 def _square(img: Image.Image, size: int) -> np.ndarray:
     """Resize the short side to ``size`` and centre-crop a square: the stored form of every image."""
@@ -57,39 +86,77 @@ def _square(img: Image.Image, size: int) -> np.ndarray:
     return np.array(img.crop((left, top, left + size, top + size)))
 
 
-def _decode(path: Path, size: int) -> np.ndarray | None:
+def decode_image(source: str | Path | bytes, size: int, max_pixels: int = MAX_PIXELS, draft: bool = True) -> np.ndarray:
+    """A file (or its bytes) -> (size, size, 3) uint8, short side resized and centre-cropped; raises ``BadImage``.
+
+    The header is read first: an image over ``max_pixels`` is refused before any pixel is decoded. A JPEG at least
+    twice the storage size is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (PIL's ``draft``; the short side stays
+    >= size) before the final resize, which is several times faster for photos much larger than the storage size.
+    """
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise BadImage(f"{w}x{h} pixels exceed task.data.max_pixels={max_pixels}")
+            if draft and img.format == "JPEG" and min(w, h) >= 2 * size:
+                img.draft("RGB", (size, size))
             img.load()
             return _square(img, size)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-        return None
+    except BadImage:
+        raise
+    except Exception as e:   # PIL raises many types on malformed files (OSError, SyntaxError, struct.error, ...)
+        raise BadImage(f"{type(e).__name__}: {e}") from None
 
 
-def decode_files(paths: list[Path], size: int, strict: bool, what: str) -> tuple[torch.Tensor, list[int]]:
-    """Decode files in threads (PIL releases the GIL); returns images and the indices that decoded."""
+def bad_images(bad: list[tuple[object, str]], total: int, strict: bool, what: str) -> None:
+    """Warn about (or, with ``strict``, refuse) the images that could not be used, naming a few and why."""
+    if not bad:
+        return
+    listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (" …" if len(bad) > 5 else "")
+    if strict:
+        raise ImageDataError(f"{len(bad)} of {total} images in {what} cannot be used: {listing} "
+                             "(turn off task.data.strict to skip them)")
+    warnings.warn(f"skipped {len(bad)} of {total} corrupt, unreadable or oversized images in {what}: {listing}")
+
+
+def progress(items: Iterable, total: int, desc: str, min_total: int = 2000):
+    """tqdm on long work only, and only where stderr is a terminal (disable=None: tqdm checks)."""
+    return tqdm(items, total=total, desc=desc, disable=True if total < min_total else None, mininterval=1.0)
+
+
+def decode_files(paths: list[Path], size: int, strict: bool, what: str,
+                 max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, list[int]]:
+    """Decode files into one (n, 3, size, size) uint8 tensor in threads; returns it and the indices that decoded."""
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
     ok: list[int] = []
-    bad: list[Path] = []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, arr in enumerate(tqdm(pool.map(lambda p: _decode(p, size), paths), total=len(paths),
-                                     desc=f"decode {what}", disable=len(paths) < 2000, mininterval=1.0)):
-            if arr is None:
-                bad.append(paths[i])
+    bad: list[tuple[object, str]] = []
+
+    def one(p):
+        try:
+            return decode_image(p, size, max_pixels)
+        except BadImage as e:
+            return str(e)
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+        for i, arr in enumerate(progress(pool.map(one, paths), len(paths), f"decode {what}")):
+            if isinstance(arr, str):
+                bad.append((paths[i], arr))
                 continue
             out[len(ok)] = torch.from_numpy(arr).permute(2, 0, 1)
             ok.append(i)
-    if bad:
-        listing = ", ".join(str(p) for p in bad[:5]) + (" …" if len(bad) > 5 else "")
-        if strict:
-            raise ImageDataError(f"{len(bad)} of {len(paths)} images in {what} cannot be decoded: {listing} "
-                                 "(turn off task.data.strict to skip them)")
-        warnings.warn(f"skipped {len(bad)} of {len(paths)} corrupt or unreadable images in {what}: {listing}")
+    bad_images(bad, len(paths), strict, what)
     return out[: len(ok)], ok
 
 
-def image_folder(root: str | Path, size: int, strict: bool = False) -> ImageSet:
-    """torchvision's ImageFolder layout: root/<class>/<image>; classes sorted by name."""
+# ------------------------------------------------------------------------------------------ image trees
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def folder_files(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """torchvision's ImageFolder layout, root/<class>/<image> (searched recursively; classes sorted by name):
+    the files, their labels and the class names. Nothing is decoded."""
     root = Path(root)
     if not root.is_dir():
         raise ImageDataError(f"image folder not found: {root}")
@@ -97,26 +164,41 @@ def image_folder(root: str | Path, size: int, strict: bool = False) -> ImageSet:
     if not classes:
         raise ImageDataError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
     paths, labels = [], []
-    for c, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for c, name in enumerate(progress(classes, len(classes), f"list {root}", min_total=100)):
+        files = _image_files(root / name)
         paths += files
         labels += [c] * len(files)
     if not paths:
         raise ImageDataError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, ok = decode_files(paths, size, strict, str(root))
-    return ImageSet(images, torch.tensor(labels)[ok], classes, skipped=len(paths) - len(ok))
+    return paths, labels, classes
 
 
-def unlabelled_folder(root: str | Path, size: int, strict: bool = False) -> ImageSet:
-    """Any folder of images (searched recursively), for pretraining without labels."""
+def tree_files(root: str | Path) -> list[Path]:
+    """Every image under ``root`` (any depth), sorted: unlabelled data for pretraining."""
     root = Path(root)
     if not root.is_dir():
         raise ImageDataError(f"image folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = _image_files(root)
     if not paths:
         raise ImageDataError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, ok = decode_files(paths, size, strict, str(root))
+    return paths
+
+
+def image_folder(root: str | Path, size: int, strict: bool = False, max_pixels: int = MAX_PIXELS) -> ImageSet:
+    """An ImageFolder tree decoded into memory (vision.lazy.open_files chooses memory or lazy by size)."""
+    paths, labels, classes = folder_files(root)
+    images, ok = decode_files(paths, size, strict, str(root), max_pixels)
+    return ImageSet(images, torch.tensor(labels)[ok], classes, skipped=len(paths) - len(ok))
+
+
+def unlabelled_folder(root: str | Path, size: int, strict: bool = False, max_pixels: int = MAX_PIXELS) -> ImageSet:
+    """Any folder of images (searched recursively) decoded into memory, for pretraining without labels."""
+    paths = tree_files(root)
+    images, ok = decode_files(paths, size, strict, str(root), max_pixels)
     return ImageSet(images, None, [], skipped=len(paths) - len(ok))
+
+
+# ------------------------------------------------------------------------------- array formats (CIFAR, STL)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -138,7 +220,24 @@ def _read_batch(path: Path) -> dict:
         raw = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except Exception as e:
         raise ImageDataError(f"{path} is not a CIFAR python batch ({type(e).__name__}: {e})") from None
+    if not isinstance(raw, dict):
+        raise ImageDataError(f"{path} is not a CIFAR python batch (holds a {type(raw).__name__}, not a dict)")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+
+
+def _checked_labels(labels, n: int, num_classes: int, path: Path) -> torch.Tensor:
+    """Labels of ``n`` images, each in [0, num_classes): anything else is an error naming the file."""
+    try:
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    except (TypeError, ValueError) as e:
+        raise ImageDataError(f"{path}: labels are not integers ({e})") from None
+    if y.shape != (n,):
+        raise ImageDataError(f"{path}: {y.numel()} labels for {n} images (the counts must match)")
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        bad = y[(y < 0) | (y >= num_classes)]
+        raise ImageDataError(f"{path}: label {int(bad[0])} is outside the {num_classes} classes "
+                             f"(0..{num_classes - 1}); {len(bad)} labels out of range")
+    return y
 
 
 def cifar(root: str | Path, split: str, size: int, hundred: bool = False) -> ImageSet:
@@ -151,16 +250,48 @@ def cifar(root: str | Path, split: str, size: int, hundred: bool = False) -> Ima
     else:
         files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         label_key, meta, names_key = "labels", "batches.meta", "label_names"
+    batches = {root / f: _read_batch(root / f) for f in files}
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in _read_batch(root / meta)[names_key]]
     data, labels = [], []
-    for f in files:
-        batch = _read_batch(root / f)
-        data.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels += list(batch[label_key])
-    classes = [c.decode() if isinstance(c, bytes) else c for c in _read_batch(root / meta)[names_key]]
+    for path, batch in batches.items():
+        if "data" not in batch or label_key not in batch:
+            raise ImageDataError(f"{path} lacks 'data' or '{label_key}': not a CIFAR batch of this kind")
+        rows = np.asarray(batch["data"], dtype=np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
+            raise ImageDataError(f"{path}: data has shape {rows.shape}, expected (N, 3072)")
+        data.append(rows.reshape(-1, 3, 32, 32))
+        labels.append(_checked_labels(batch[label_key], len(rows), len(classes), path))
     images = torch.from_numpy(np.concatenate(data))
     if size != 32:
         images = resize_uint8(images, size)
-    return ImageSet(images, torch.tensor(labels), classes)
+    return ImageSet(images, torch.cat(labels), classes)
+
+
+def stl10(root: str | Path, split: str, size: int) -> ImageSet:
+    """STL-10's binaries as distributed (stl10_binary/): {split}_X.bin (N, 3, 96, 96) uint8 stored column-major,
+    {split}_y.bin labels 1..10, class_names.txt. split: train (5,000 labelled), test (8,000) or unlabeled (100,000)."""
+    root = Path(root)
+    if split not in ("train", "test", "unlabeled"):
+        raise ImageDataError(f"STL-10 split must be train, test or unlabeled, not '{split}'")
+    x_file = root / f"{split}_X.bin"
+    if not x_file.is_file():
+        raise ImageDataError(f"STL-10 file not found: {x_file}")
+    raw = np.fromfile(x_file, dtype=np.uint8)
+    if raw.size % (3 * 96 * 96):
+        raise ImageDataError(f"{x_file}: {raw.size} bytes is not a whole number of 3x96x96 images")
+    images = torch.from_numpy(raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2).copy())   # column-major -> (H, W)
+    names = root / "class_names.txt"
+    classes = names.read_text().split() if names.is_file() else [str(i) for i in range(10)]
+    labels = None
+    if split != "unlabeled":
+        y_file = root / f"{split}_y.bin"
+        if not y_file.is_file():
+            raise ImageDataError(f"STL-10 label file not found: {y_file}")
+        labels = _checked_labels(np.fromfile(y_file, dtype=np.uint8).astype(np.int64) - 1, len(images),
+                                 len(classes), y_file)
+    if size != 96:
+        images = resize_uint8(images, size)
+    return ImageSet(images, labels, classes if labels is not None else [])
 
 
 def digits(size: int) -> ImageSet:
@@ -172,9 +303,14 @@ def digits(size: int) -> ImageSet:
     return ImageSet(resize_uint8(x, size), torch.from_numpy(d.target).long(), [str(i) for i in range(10)])
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> (N, 3, size, size), antialiased, in chunks so the float copy stays small."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    for i in range(0, len(images), chunk):
+        x = F.interpolate(images[i:i + chunk].float(), size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[i:i + chunk] = x.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

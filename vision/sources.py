@@ -1,64 +1,140 @@
-"""Which images a vision task trains and evaluates on, chosen by ``task.data``."""
+"""Which images a vision task trains and evaluates on, chosen by ``task.data``.
+
+Image files (imagefolder, folder), packed shards (``shards``, vision.shards) and ``datasets`` tables (``hf``) are
+decoded into memory when they fit ``memory_gb`` and on access otherwise (``cache``, vision.lazy; shards and tables
+are memory-mapped); array formats (cifar*, stl10, digits) and rendered scenes live in memory.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import data as D
+from .lazy import CACHES, cached, open_files
 from .scenes import ATTRIBUTES, render_scenes
 
-SOURCES = ("scenes", "digits", "imagefolder", "cifar10", "cifar100", "folder")
+SOURCES = ("scenes", "digits", "imagefolder", "folder", "cifar10", "cifar100", "stl10", "shards", "hf")
 
 
 @dataclass
 class ImageDataConfig:
-    source: str = "scenes"    # scenes | digits | imagefolder | cifar10 | cifar100 | folder (unlabelled)
-    path: str = ""            # imagefolder: root with train/ and val/ (else split 80/20); cifar*: the batches folder;
-                              # folder: any tree of images
+    source: str = "scenes"    # scenes | digits | imagefolder | folder (unlabelled) | cifar10 | cifar100 | stl10
+                              # | shards (`selfsup pack-images`) | hf (a `datasets` dataset by name)
+    path: str = ""            # imagefolder: root with train/ and val/ (else split 80/20); folder: any tree of images;
+                              # cifar*/stl10: the extracted folder or where to download it; shards: the packed folder
+    name: str = ""            # hf: Hub id (e.g. uoft-cs/cifar10), a save_to_disk folder, or a builder (parquet, ...)
+    data_files: str = ""      # hf with a builder name: its files, e.g. /data/shards/*.tar for name=webdataset
+    download: bool = False    # cifar*/stl10/hf: fetch what is missing (nothing is downloaded otherwise)
+    train_split: str = "train"  # hf: the training split
+    test_split: str = ""      # hf: the held-out split ("": validation/valid/val/test, whichever it has, else 80/20)
+    image_column: str = ""    # hf: "" = the first Image column
+    label_column: str = ""    # hf: "" = label/labels/fine_label or the first ClassLabel column (none: unlabelled)
     num_train: int = 20000    # scenes: images rendered for training (pretraining and probe training)
     num_test: int = 2000      # scenes: held-out images for probe testing
     seed: int = 0             # scenes/digits: which scenes or split (fixed across training seeds)
     label: str = "shape"      # scenes: the attribute probes predict (shape, colour, size, count, background)
-    strict: bool = False      # an unreadable image is an error instead of being skipped and counted
+    strict: bool = False      # an unreadable image is an error instead of being skipped (or replaced) and counted
     store_size: int = 0       # size images are decoded to; 0: img_size (img_size/0.875 for image files)
+    cache: str = "auto"       # files, shards, hf: memory (decode all once) | lazy (decode per sample in the
+                              # DataLoader workers) | auto (memory when N*3*S*S bytes fit memory_gb)
+    memory_gb: float = 4.0    # auto: the largest decoded set kept in memory, per process
+    max_pixels: int = D.MAX_PIXELS   # an image with more pixels is skipped (an error with strict), never decoded
 
 
-def load(cfg: ImageDataConfig, img_size: int) -> tuple[D.ImageSet, D.ImageSet | None]:
-    """(train, test) image sets; test is None for unlabelled folders."""
+def _check(cfg: ImageDataConfig) -> None:
     if cfg.source not in SOURCES:
         raise D.ImageDataError(f"unknown task.data.source '{cfg.source}'; choose one of {', '.join(SOURCES)}")
-    if cfg.source in ("imagefolder", "cifar10", "cifar100", "folder") and not cfg.path:
+    if cfg.source in ("imagefolder", "folder", "shards") and not cfg.path:
         raise D.ImageDataError(f"task.data.source={cfg.source} needs task.data.path")
+    if cfg.source in ("cifar10", "cifar100", "stl10") and not (cfg.path or cfg.download):
+        raise D.ImageDataError(f"task.data.source={cfg.source} needs task.data.path (the extracted files) or "
+                               "task.data.download=true")
+    if cfg.source == "hf" and not cfg.name:
+        raise D.ImageDataError("task.data.source=hf needs task.data.name (a datasets name, e.g. uoft-cs/cifar10)")
+    if cfg.cache not in CACHES:
+        raise D.ImageDataError(f"task.data.cache must be one of {', '.join(CACHES)}, not '{cfg.cache}'")
+    if cfg.max_pixels <= 0 or cfg.memory_gb < 0 or cfg.store_size < 0:
+        raise D.ImageDataError("task.data.max_pixels must be positive, memory_gb and store_size >= 0")
+
+
+def load(cfg: ImageDataConfig, img_size: int) -> tuple:
+    """(train, test) image sets (see vision.data for their contract); test is None for unlabelled data."""
+    _check(cfg)
     size = cfg.store_size or img_size
     if cfg.source == "scenes":
-        if cfg.label not in ATTRIBUTES:
-            raise D.ImageDataError(f"unknown task.data.label '{cfg.label}'; choose one of {', '.join(ATTRIBUTES)}")
-        if cfg.num_train <= 0 or cfg.num_test <= 0:
-            raise D.ImageDataError("task.data.num_train and num_test must be positive")
-        sets = []
-        for n, seed in ((cfg.num_train, cfg.seed), (cfg.num_test, cfg.seed + 7_919_000)):
-            r = render_scenes(n, size, seed)
-            sets.append(D.ImageSet(r.images, r.labels(cfg.label), [], 0, {a: r.labels(a) for a in ATTRIBUTES}))
-        return sets[0], sets[1]
+        return _scenes(cfg, size)
     if cfg.source == "digits":
-        full = D.digits(size)
-        return _split(full, cfg.seed)
-    if cfg.source in ("cifar10", "cifar100"):
+        return _split(D.digits(size), cfg.seed)
+    if cfg.source in ("cifar10", "cifar100", "stl10"):
+        from .hub import torchvision_folder
+        root = torchvision_folder(cfg.source, cfg.path, cfg.download)
+        if cfg.source == "stl10":
+            return D.stl10(root, "train", size), D.stl10(root, "test", size)
         hundred = cfg.source == "cifar100"
-        return D.cifar(cfg.path, "train", size, hundred), D.cifar(cfg.path, "test", size, hundred)
+        return D.cifar(root, "train", size, hundred), D.cifar(root, "test", size, hundred)
     files_size = cfg.store_size or int(img_size / 0.875)
+    if cfg.source == "hf":
+        return _hf(cfg, files_size)
+    if cfg.source == "shards":
+        return _shards(cfg, files_size)
+    opts = dict(cache=cfg.cache, memory_gb=cfg.memory_gb, strict=cfg.strict, max_pixels=cfg.max_pixels)
     if cfg.source == "folder":
-        return D.unlabelled_folder(cfg.path, files_size, cfg.strict), None
+        return open_files(D.tree_files(cfg.path), None, [], files_size, cfg.path, **opts)[0], None
     root = Path(cfg.path)
     val = next((root / n for n in ("val", "validation", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and val is not None:
-        return D.image_folder(root / "train", files_size, cfg.strict), D.image_folder(val, files_size, cfg.strict)
-    return _split(D.image_folder(root, files_size, cfg.strict), cfg.seed)
+    folders = [root / "train", val] if (root / "train").is_dir() and val is not None else [root]
+    sets = [open_files(*D.folder_files(f), files_size, str(f), **opts)[0] for f in folders]
+    return (sets[0], sets[1]) if len(sets) == 2 else _split(sets[0], cfg.seed)
 
 
-def _split(full: D.ImageSet, seed: int) -> tuple[D.ImageSet, D.ImageSet]:
+def _scenes(cfg: ImageDataConfig, size: int):
+    if cfg.label not in ATTRIBUTES:
+        raise D.ImageDataError(f"unknown task.data.label '{cfg.label}'; choose one of {', '.join(ATTRIBUTES)}")
+    if cfg.num_train <= 0 or cfg.num_test <= 0:
+        raise D.ImageDataError("task.data.num_train and num_test must be positive")
+    sets = []
+    for n, seed in ((cfg.num_train, cfg.seed), (cfg.num_test, cfg.seed + 7_919_000)):
+        r = render_scenes(n, size, seed)
+        sets.append(D.ImageSet(r.images, r.labels(cfg.label), [], 0, {a: r.labels(a) for a in ATTRIBUTES}))
+    return sets[0], sets[1]
+
+
+def _shards(cfg: ImageDataConfig, size: int):
+    from .shards import is_packed, shard_set
+    root = Path(cfg.path)
+    opts = dict(strict=cfg.strict, max_pixels=cfg.max_pixels)
+    val = next((root / n for n in ("val", "validation", "test") if is_packed(root / n)), None)
+    if is_packed(root / "train") and val is not None:
+        return tuple(cached(shard_set(f, size, **opts), cfg.cache, cfg.memory_gb) for f in (root / "train", val))
+    if not is_packed(root):
+        raise D.ImageDataError(f"{root} holds no packed images (no meta.json there, nor train/ and val/ with one): "
+                               "pack an image tree with `selfsup pack-images SRC OUT`")
+    full = cached(shard_set(root, size, **opts), cfg.cache, cfg.memory_gb)
+    return (full, None) if full.labels is None else _split(full, cfg.seed)
+
+
+def _hf(cfg: ImageDataConfig, size: int):
+    from .hub import class_labels, hf_splits, image_columns
+    from .shards import ArrowImageSet
+    train_t, test_t = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download, cfg.data_files)
+    image_col, label_col = image_columns(train_t, cfg.name, cfg.image_column, cfg.label_column)
+    classes = None
+    sets = []
+    for table, split in ((train_t, cfg.train_split), (test_t, cfg.test_split or "test")):
+        if table is None:
+            continue
+        if label_col is not None:
+            table, classes = class_labels(table, label_col, cfg.name, split, classes)
+        sets.append(cached(ArrowImageSet(table, image_col, label_col, classes or [], size, f"{cfg.name}[{split}]",
+                                         cfg.strict, cfg.max_pixels), cfg.cache, cfg.memory_gb))
+    if len(sets) == 2:
+        return sets[0], sets[1]
+    return (sets[0], None) if label_col is None else _split(sets[0], cfg.seed)
+
+
+def _split(full, seed: int):
+    """80/20 train/test split of a labelled set (any kind: in memory or lazy)."""
     train_idx, test_idx = D.split_indices(len(full), 0.2, seed)
-    part = lambda idx: D.ImageSet(full.images[idx], full.labels[idx], full.classes, 0)  # noqa: E731
-    train = part(train_idx)
+    train, test = full.subset(train_idx), full.subset(test_idx)
     train.skipped = full.skipped
-    return train, part(test_idx)
+    return train, test
