@@ -19,7 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from selfsup.io import atomic_save_figure, atomic_write_text
-from selfsup.results import ResultsFileError, read_results, run_complete
+from selfsup.results import ResultsFileError, read_results
+from selfsup.runs import run_state
 from selfsup.stats import interval_estimate, probability_of_improvement
 
 from .curves import plot_return_curves
@@ -75,7 +76,8 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
             if spec.once and seed > 0:
                 continue
             run_dir = out / f"{spec.name}-s{seed}"
-            if run_complete(run_dir):
+            state = run_state(run_dir)
+            if state == "complete":
                 log.append(f"{run_dir.name}: complete, skipped")
                 continue
             overrides = []
@@ -84,7 +86,7 @@ def run_suite(specs: list[RunSpec], seeds: int, out: Path, extra: list[str] = ()
                 overrides.append(f"{key}={_resolve(value, out, seed, by_name)}")
             cmd = [sys.executable, "-m", "selfsup", "train", spec.task, "--preset", spec.preset,
                    "--run-dir", str(run_dir), "--set", f"trainer.seed={seed}", *overrides, *extra]
-            resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+            resume = state != "new"
             if resume:
                 cmd.append("--resume")
             print(f"[leaderboard] {run_dir.name}: {'resuming' if resume else 'running'}", flush=True)
