@@ -49,6 +49,8 @@ class CaptionDataConfig:
 @dataclass
 class CaptionEvalConfig:
     num_beams: int = 3            # 1: greedy
+    top_p: float = 0.0            # > 0: nucleus sampling with this p instead (seeded by seed below; num_beams unused)
+    seed: int = 0                 # nucleus sampling's generator
     length_penalty: float = 1.0
     max_images: int = 500         # per evaluated split
     gallery: int = 8              # images in the caption gallery PNG
@@ -193,16 +195,18 @@ class CaptionTask:
 
     def decode(self, model, images: torch.Tensor, batch_size: int = 128) -> list[str]:
         device = next(model.parameters()).device
-        out = []
+        ev, out = self.cfg.eval, []
+        sampling = dict(top_p=ev.top_p, generator=torch.Generator(device).manual_seed(ev.seed)) if ev.top_p > 0 else {}
         for i in range(0, len(images), batch_size):
             ids = model.generate(images[i:i + batch_size].to(device), max_len=self.cfg.max_len - 1,
-                                 num_beams=self.cfg.eval.num_beams, length_penalty=self.cfg.eval.length_penalty)
+                                 num_beams=ev.num_beams, length_penalty=ev.length_penalty, **sampling)
             out += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return out
 
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         scores = []
-        decoding = "greedy" if self.cfg.eval.num_beams == 1 else f"beam{self.cfg.eval.num_beams}"
+        ev = self.cfg.eval
+        decoding = f"nucleus{ev.top_p}" if ev.top_p > 0 else "greedy" if ev.num_beams == 1 else f"beam{ev.num_beams}"
         for split, data in self.splits.items():
             idx = sample_indices(len(data), self.cfg.eval.max_images, seed=0)   # a fixed random sample of the split
             n = len(idx)
