@@ -15,6 +15,7 @@ from language.corpus import default_cache
 from language.model import BertModelConfig, hf_config
 from language.tokenizer import TokenizerError, corpus_tokenizer, load_tokenizer
 from selfsup.data import step_loader
+from selfsup.errors import ConfigError
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
 from selfsup.results import Score
@@ -88,11 +89,11 @@ class CaptionTask:
 
     def __init__(self, cfg: CaptionTaskConfig):
         if cfg.vision_mode not in ("frozen", "finetune", "llrd"):
-            raise ValueError(f"task.vision_mode must be frozen, finetune or llrd, not '{cfg.vision_mode}'")
+            raise ConfigError(f"task.vision_mode must be frozen, finetune or llrd, not '{cfg.vision_mode}'")
         if cfg.impl not in ("selfsup", "transformers"):
-            raise ValueError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
+            raise ConfigError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
         if cfg.impl == "transformers" and (cfg.vision_mode == "llrd" or cfg.contrastive_weight > 0):
-            raise ValueError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
+            raise ConfigError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
                              "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
                              "contrastive_weight=0")
         self.cfg = cfg
@@ -113,7 +114,7 @@ class CaptionTask:
             train = D.scene_split("train", d.num_train, size, d.seed)
             return train, {s: D.scene_split(s, d.num_eval, size, d.seed) for s in ("test", "test_heldout")}
         if not d.annotations:
-            raise ValueError(f"task.data.source={d.source} needs task.data.annotations (and image_root)")
+            raise ConfigError(f"task.data.source={d.source} needs task.data.annotations (and image_root)")
         if d.source == "karpathy":
             return (D.karpathy_split(d.annotations, d.image_root, "train", size, d.strict),
                     {"test": D.karpathy_split(d.annotations, d.image_root, "test", size, d.strict)})
@@ -122,10 +123,10 @@ class CaptionTask:
                     {"test": D.flickr30k(d.annotations, d.image_root, "test", size, d.strict)})
         if d.source == "coco":
             if not d.val_annotations:
-                raise ValueError("task.data.source=coco needs task.data.val_annotations for evaluation")
+                raise ConfigError("task.data.source=coco needs task.data.val_annotations for evaluation")
             return (D.coco_captions(d.annotations, d.image_root, size, d.strict),
                     {"val": D.coco_captions(d.val_annotations, d.val_image_root or d.image_root, size, d.strict)})
-        raise ValueError(f"unknown task.data.source '{d.source}'; choose scenes, coco, karpathy or flickr30k")
+        raise ConfigError(f"unknown task.data.source '{d.source}'; choose scenes, coco, karpathy or flickr30k")
 
     # ------------------------------------------------------------------------------ model
 

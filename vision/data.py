@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from selfsup.errors import UserError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
 
-class ImageDataError(ValueError):
+class ImageDataError(UserError, ValueError):
     """A missing, empty or unreadable image source."""
 
 
