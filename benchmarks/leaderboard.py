@@ -10,7 +10,6 @@ import argparse
 import base64
 import datetime
 import html
-import json
 import math
 import statistics
 import subprocess
@@ -19,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from selfsup.io import atomic_save_figure, atomic_write_text
+from selfsup.metrics import read_metrics
 from selfsup.results import ResultsFileError, read_results
 from selfsup.runs import run_state
 from selfsup.stats import interval_estimate, probability_of_improvement
@@ -195,8 +195,8 @@ def plot_curves(out: Path, specs: list[RunSpec]) -> Path | None:
     for spec in specs:
         for run_dir in sorted(out.glob(f"{spec.name}-s*")):
             f = run_dir / "metrics.jsonl"
-            if f.is_file() and f.stat().st_size:
-                rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+            rows = read_metrics(f)             # a torn or garbled line is skipped with a warning
+            if rows:
                 series[run_dir.name] = ([r["step"] for r in rows], [r["loss"] for r in rows])
     if not series:
         return None
