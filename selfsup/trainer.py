@@ -139,6 +139,7 @@ class Trainer:
         self.env = env = D.setup(tc.device)
         self.precision = D.resolve_precision(tc.precision, env.device)
         check_run_dir(self.run_dir, self.resume)
+        D.barrier(env)                           # every rank has looked before rank 0 writes anything
         self.checkpointer = Checkpointer(self.run_dir, tc, env, {"task": task.name, "config_hash": config_hash(
             self.cfg), "code_version": code_version()})      # pins the version of the code that runs now
         ckpt, saved = self._resume_point()
