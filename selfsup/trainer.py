@@ -203,8 +203,8 @@ class Trainer:
         metrics: dict = {}
         for i, batch in enumerate(micro):
             batch = to_device(batch, env.device)
-            sync = env.distributed and not tc.fsdp and i < len(micro) - 1
-            with training.model.no_sync() if sync else nullcontext():
+            defer_sync = env.distributed and not tc.fsdp and i < len(micro) - 1
+            with training.model.no_sync() if defer_sync else nullcontext():
                 with D.autocast(env.device, self.precision):
                     loss, step_metrics = task.loss(training.model, batch)
                 weight = counts[i] * env.world_size / total
