@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.metrics import read_metrics
 from selfsup.results import ResultsFileError, read_results
 from selfsup.stats import interval_estimate, iqm
 
@@ -51,12 +52,7 @@ def read_metric(run_dir: Path, metric: Metric) -> tuple[float | None, list, str]
     as (step, train_seconds or None, value), and a problem to report ("" if none)."""
     if metric.log:
         f = run_dir / "metrics.jsonl"
-        rows = []
-        for line in (f.read_text().splitlines() if f.is_file() else []):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:          # a torn last line: the rows before it still count
-                continue
+        rows = read_metrics(f)          # a torn line is skipped with a warning; the rows before it still count
         values = [r[metric.metric] for r in rows[1:] or rows if isinstance(r.get(metric.metric), (int, float))]
         if not values:
             return None, [], f"{f} has no '{metric.metric}'"

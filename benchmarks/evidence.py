@@ -29,15 +29,18 @@ import sys
 import time
 from pathlib import Path
 
+from selfsup.runs import run_state
+
 from .throughput import publish
 
 
 def run(task: str, run_dir: Path, seed: int, extra: list[str]) -> list[dict]:
     results = run_dir / "results.json"
-    if not results.exists():
+    state = run_state(run_dir)
+    if state != "complete":
         cmd = [sys.executable, "-m", "selfsup", "train", task, "--preset", "tiny", "--run-dir", str(run_dir),
                "--set", f"trainer.seed={seed}", "trainer.progress=false", *extra]
-        if (run_dir / "checkpoints").is_dir():
+        if state != "new":
             cmd.append("--resume")
         start = time.time()
         subprocess.run(cmd, check=True)

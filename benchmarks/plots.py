@@ -3,11 +3,11 @@ it, the baseline as a dashed line), metric against training minutes where runs e
 training loss per pretraining domain, and PPO return curves."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from selfsup.io import atomic_save_figure
+from selfsup.metrics import read_metrics
 
 from .board import Board
 from .curves import plot_return_curves
@@ -91,12 +91,7 @@ def plot_learning(board: Board, path: Path) -> Path | None:
 
 def _loss(run_dir: Path) -> tuple[list, list]:
     steps, losses = [], []
-    f = run_dir / "metrics.jsonl"
-    for line in (f.read_text().splitlines() if f.is_file() else []):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
+    for r in read_metrics(run_dir / "metrics.jsonl"):
         if isinstance(r.get("loss"), (int, float)):
             steps.append(r["step"])
             losses.append(r["loss"])

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from selfsup.io import atomic_write_json
+from selfsup.metrics import read_metrics
 from selfsup.runs import run_state
 
 from .plan import Job, Plan
@@ -94,7 +95,7 @@ def _write_calibration(job: Job, out: Path) -> None:
     """The median seconds per step after the warm-up, and the steps the budget's minutes hold."""
     run_dir = out / job.id
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_metrics(run_dir / "metrics.jsonl")
     per_step = [cfg["trainer"]["batch_size"] / r["samples_per_s"] for r in rows[WARMUP_STEPS:]
                 if r.get("samples_per_s")]
     if not per_step:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from selfsup.errors import UserError
 from selfsup.io import atomic_write_text
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A missing, empty or unreadable corpus."""
 
 

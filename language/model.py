@@ -38,8 +38,9 @@ class BertPretrainer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.hf = BertForPreTraining(config)
-        for layer in self.hf.bert.encoder.layer:
-            layer.fsdp_unit = True
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.hf.bert.encoder.layer)   # FSDP2 shards each layer on its own (see selfsup.task)
 
     @property
     def config(self) -> BertConfig:

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from selfsup.data import sample_generator
+from selfsup.errors import UserError
 from selfsup.task import BatchPlan
 
 from .corpus import Document
@@ -50,7 +51,7 @@ def example_stream(open_docs: Callable[[], Iterable[Document]], make_pairs: Call
             produced |= bool(pairs)
             yield from pairs
         if not produced:
-            raise ValueError("the streamed corpus produced no training examples")
+            raise UserError("the streamed corpus produced no training examples; check task.corpus")
 
 
 def streamed_batches(pairs: Iterator[Pair], to_example: Callable[[Pair, torch.Generator], dict],

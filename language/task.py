@@ -16,6 +16,7 @@ from torch import nn
 from transformers import BertForPreTraining
 
 from selfsup.data import step_loader
+from selfsup.errors import ConfigError
 from selfsup.probes import probe_scores
 from selfsup.results import Score
 from selfsup.task import BatchPlan
@@ -108,9 +109,9 @@ class BertTask:
 
     def __init__(self, cfg: BertTaskConfig):
         if cfg.objective not in ("mlm+nsp", "mlm"):
-            raise ValueError(f"task.objective must be mlm+nsp or mlm, not '{cfg.objective}'")
+            raise ConfigError(f"task.objective must be mlm+nsp or mlm, not '{cfg.objective}'")
         if cfg.max_len > cfg.model.max_position:
-            raise ValueError(f"task.max_len={cfg.max_len} exceeds task.model.max_position={cfg.model.max_position}")
+            raise ConfigError(f"task.max_len={cfg.max_len} exceeds task.model.max_position={cfg.model.max_position}")
         self.cfg = cfg
         self.nsp = cfg.objective == "mlm+nsp"
         cc = cfg.corpus

@@ -2,17 +2,18 @@
 decoder — transformers' BertLMHeadModel: causal self-attention plus new cross-attention layers —
 warm-started from a BERT pretraining checkpoint, with an optional CoCa-style contrastive loss.
 
-Decoding (greedy, beam search with length penalty, nucleus sampling) is transformers' `generate`
-on the decoder with a KV cache, batched over images: each new token costs one decoder step.
+Decoding (greedy, beam search with length penalty, nucleus sampling from a torch.Generator) is transformers'
+`generate` on the decoder with a KV cache, batched over images: each new token costs one decoder step.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertLMHeadModel
+from transformers import BertConfig, BertLMHeadModel, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from selfsup.errors import ConfigError
 from vision.encoder import ViTEncoder
 
 from .clip import CLIP_LOGIT_SCALE, MAX_LOGIT_SCALE, build_loss
@@ -34,6 +35,30 @@ def warm_start(decoder: BertLMHeadModel, pretrained_state: dict[str, torch.Tenso
     missing = [k for k in own if k not in take]
     decoder.load_state_dict(take, strict=False)
     return missing
+
+
+class GumbelSample(LogitsProcessor):
+    """Sampling as a deterministic pick: argmax(log p + Gumbel noise) is a draw from p (the Gumbel-max trick),
+    with the noise from our own generator. transformers' ``do_sample`` draws from the global RNG instead."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(scores.shape, generator=self.generator, device=self.generator.device).to(scores.device)
+        gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
+        return scores.float().log_softmax(-1) + gumbel   # -inf (outside the nucleus) stays -inf
+
+
+def decoding_kwargs(num_beams: int, length_penalty: float, min_len: int, top_p: float | None,
+                    generator: torch.Generator | None) -> dict:
+    """``generate`` arguments for beam search / greedy, or for nucleus sampling from ``generator``."""
+    if top_p is None:
+        return dict(do_sample=False, num_beams=num_beams, length_penalty=length_penalty, min_new_tokens=min_len)
+    if generator is None or not 0 < top_p <= 1:
+        raise ConfigError("nucleus sampling needs 0 < top_p <= 1 and a torch.Generator (generator=...)")
+    return dict(do_sample=False, num_beams=1, min_new_tokens=min_len,
+                logits_processor=LogitsProcessorList([TopPLogitsWarper(top_p), GumbelSample(generator)]))
 
 
 class Captioner(nn.Module):
@@ -67,14 +92,13 @@ class Captioner(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, max_len: int = 24, num_beams: int = 1, length_penalty: float = 1.0,
-                 top_p: float | None = None, seed: int = 0, min_len: int = 0) -> torch.Tensor:
-        """Token ids (B, <= 1 + max_len) starting with [CLS]; greedy, beam search, or nucleus sampling."""
+                 top_p: float | None = None, generator: torch.Generator | None = None,
+                 min_len: int = 0) -> torch.Tensor:
+        """Token ids (B, <= 1 + max_len) starting with [CLS]; greedy, beam search, or nucleus sampling
+        (``top_p``, drawing from ``generator``: the global RNG is not touched)."""
         memory = self.image_tokens(images)
         start = torch.full((len(images), 1), self.decoder.config.bos_token_id, device=images.device)
-        kwargs = dict(do_sample=False, num_beams=num_beams, length_penalty=length_penalty, min_new_tokens=min_len)
-        if top_p is not None:
-            torch.manual_seed(seed)
-            kwargs = dict(do_sample=True, top_p=top_p, top_k=0)
+        kwargs = decoding_kwargs(num_beams, length_penalty, min_len, top_p, generator)
         return self.decoder.generate(input_ids=start, encoder_hidden_states=memory, max_new_tokens=max_len,
                                      cache=EncoderDecoderCache(DynamicCache(), DynamicCache()),
                                      eos_token_id=self.decoder.config.eos_token_id,

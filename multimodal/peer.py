@@ -17,6 +17,8 @@ from vision.interop import to_hf
 from vision.mae import MAE
 from vision.transforms import normalize
 
+from .model import decoding_kwargs
+
 
 class HFCaptioner(nn.Module):
     contrastive = False
@@ -40,9 +42,7 @@ class HFCaptioner(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, max_len: int = 24, num_beams: int = 1, length_penalty: float = 1.0,
-                 top_p: float | None = None, seed: int = 0, min_len: int = 0) -> torch.Tensor:
-        kwargs = dict(do_sample=False, num_beams=num_beams, length_penalty=length_penalty, min_new_tokens=min_len)
-        if top_p is not None:
-            torch.manual_seed(seed)
-            kwargs = dict(do_sample=True, top_p=top_p, top_k=0)
+                 top_p: float | None = None, generator: torch.Generator | None = None,
+                 min_len: int = 0) -> torch.Tensor:
+        kwargs = decoding_kwargs(num_beams, length_penalty, min_len, top_p, generator)
         return self.model.generate(pixel_values=normalize(images), max_new_tokens=max_len, **kwargs)

@@ -13,6 +13,7 @@ from transformers import BertForPreTraining, BertLMHeadModel
 from language.model import BertModelConfig, hf_config
 from language.tokenizer import TokenizerError
 from selfsup.data import step_loader
+from selfsup.errors import ConfigError
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
 from selfsup.results import Score
@@ -32,6 +33,8 @@ from .towers import ImageTowerSource, set_mode, text_tokenizer, tower_param_grou
 @dataclass
 class CaptionEvalConfig:
     num_beams: int = 3            # 1: greedy
+    top_p: float = 0.0            # > 0: nucleus sampling with this p instead (seeded by seed below; num_beams unused)
+    seed: int = 0                 # nucleus sampling's generator
     length_penalty: float = 1.0
     max_images: int = 500         # per evaluated split
     gallery: int = 8              # images in the caption gallery PNG
@@ -69,11 +72,11 @@ class CaptionTask:
 
     def __init__(self, cfg: CaptionTaskConfig):
         if cfg.vision_mode not in ("frozen", "finetune", "llrd"):
-            raise ValueError(f"task.vision_mode must be frozen, finetune or llrd, not '{cfg.vision_mode}'")
+            raise ConfigError(f"task.vision_mode must be frozen, finetune or llrd, not '{cfg.vision_mode}'")
         if cfg.impl not in ("selfsup", "transformers"):
-            raise ValueError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
+            raise ConfigError(f"task.impl must be selfsup or transformers, not '{cfg.impl}'")
         if cfg.impl == "transformers" and (cfg.vision_mode == "llrd" or cfg.contrastive_weight > 0):
-            raise ValueError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
+            raise ConfigError("task.impl=transformers (the VisionEncoderDecoderModel baseline) has neither layer-wise "
                              "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
                              "contrastive_weight=0")
         self.cfg = cfg
@@ -144,16 +147,18 @@ class CaptionTask:
 
     def decode(self, model, images: torch.Tensor, batch_size: int = 128) -> list[str]:
         device = next(model.parameters()).device
-        out = []
+        ev, out = self.cfg.eval, []
+        sampling = dict(top_p=ev.top_p, generator=torch.Generator(device).manual_seed(ev.seed)) if ev.top_p > 0 else {}
         for i in range(0, len(images), batch_size):
             ids = model.generate(images[i:i + batch_size].to(device), max_len=self.cfg.max_len - 1,
-                                 num_beams=self.cfg.eval.num_beams, length_penalty=self.cfg.eval.length_penalty)
+                                 num_beams=ev.num_beams, length_penalty=ev.length_penalty, **sampling)
             out += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return out
 
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         scores = []
-        decoding = "greedy" if self.cfg.eval.num_beams == 1 else f"beam{self.cfg.eval.num_beams}"
+        ev = self.cfg.eval
+        decoding = f"nucleus{ev.top_p}" if ev.top_p > 0 else "greedy" if ev.num_beams == 1 else f"beam{ev.num_beams}"
         for split, data in self.splits.items():
             idx = sample_indices(len(data), self.cfg.eval.max_images, seed=0)   # a fixed random sample of the split
             n = len(idx)

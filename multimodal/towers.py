@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 from language.corpus import default_cache
 from language.model import BertModelConfig, hf_config
 from language.tokenizer import corpus_tokenizer, load_tokenizer
+from selfsup.errors import UserError
 from selfsup.optim import layer_decay_groups
 from vision.encoder import ViTEncoder
 from vision.mae import MAEConfig
@@ -29,7 +30,7 @@ from vision.mae import MAEConfig
 TOWER_MODES = ("frozen", "finetune", "llrd")
 
 
-class TowerError(ValueError):
+class TowerError(UserError, ValueError):
     """A text or image tower that cannot be built from what the config names."""
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from PIL import Image
 
+from selfsup.errors import UserError
+
 VECTORS = ("sync", "async", "ale")
 
 
@@ -34,7 +36,7 @@ class EnvConfig:
     minigrid_tile: int = 8         # MiniGrid: pixels per tile of the rendered partial view
 
 
-class EnvError(ValueError):
+class EnvError(UserError, ValueError):
     """An env id or setting that cannot be built; the message says what to change."""
 
 

@@ -7,6 +7,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from selfsup.errors import ConfigError
+
 from .envs import EnvConfig, make_vector_env
 
 
@@ -16,7 +18,7 @@ def run_episodes(cfg: EnvConfig, policy, episodes: int, seed: int, device: torch
     """Returns of ``episodes`` complete episodes. Each env contributes the same number of its *first*
     episodes, so short episodes are not over-represented (as they are when taking whichever end first)."""
     if episodes <= 0:
-        raise ValueError("task.eval_episodes must be positive")
+        raise ConfigError("task.eval_episodes must be positive")
     n = min(episodes, max_envs)
     per_env = math.ceil(episodes / n)
     envs = make_vector_env(replace(cfg, num_envs=n, vector="sync" if cfg.vector == "async" else cfg.vector))

@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from selfsup.checkpoint import latest_checkpoint
-from selfsup.config import load_saved, resolve, to_object
+from selfsup.checkpoint import resolve_checkpoint
+from selfsup.config import ConfigError, load_saved, resolve, to_object
 from selfsup.harness import model_from_checkpoint
-from selfsup.results import run_complete
+from selfsup.runs import run_state
+from selfsup.task import build_task
 from selfsup.trainer import Trainer
 
 from .envs import EnvConfig, make_vector_env
@@ -46,7 +47,7 @@ def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0
 
     Written to a temporary sibling first and renamed when complete: ``out`` is never a partial set."""
     if num_frames <= 0:
-        raise ValueError("--frames must be positive")
+        raise ConfigError("--frames must be positive")
     if out.is_dir():
         return out
     tmp = out.with_name(out.name + ".partial")
@@ -76,16 +77,17 @@ def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0
 
 
 def run_stage(task_cls, preset: str, overrides: list[str], run_dir: Path) -> None:
-    if run_complete(run_dir):
+    state = run_state(run_dir)
+    if state == "complete":
         print(f"[rl-pretrain] {run_dir} is complete, skipped", flush=True)
         return
-    resume = latest_checkpoint(run_dir / "checkpoints") is not None
+    resume = state != "new"
     if resume:
         cfg = resolve(task_cls.Config, {}, base=load_saved(task_cls.Config, run_dir / "config.yaml"))
     else:
         cfg = resolve(task_cls.Config, task_cls.presets, preset=preset, overrides=overrides)
     print(f"[rl-pretrain] {'resuming' if resume else 'running'} {task_cls.name} in {run_dir}", flush=True)
-    Trainer(task_cls(to_object(cfg).task), cfg, run_dir, resume=resume).fit()
+    Trainer(build_task(task_cls, cfg), cfg, run_dir, resume=resume).fit()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = None
     if args.policy:
         run = Path(args.policy)
-        ckpt = latest_checkpoint(run / "checkpoints")
-        if ckpt is None:
-            raise SystemExit(f"--policy {run}: no checkpoint found in {run / 'checkpoints'}")
+        ckpt = resolve_checkpoint(run)
         policy_task = PPOTask(to_object(load_saved(PPOTask.Config, run / "config.yaml")).task)
         policy = model_from_checkpoint(policy_task, ckpt).eval()
     frames = collect_frames(replace(ppo_cfg.env, history=1), args.frames, out / "frames", args.seed, policy)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.errors import ConfigError
 from vision.encoder import ViTEncoder
 from vision.mae import MAEConfig
 
@@ -155,14 +156,14 @@ class RunningNorm(nn.Module):
 def build_policy(cfg: EncoderConfig, obs_shape: tuple, num_actions: int, obs_norm: bool = False) -> Policy:
     """The policy for ``cfg`` on observations of ``obs_shape`` (per env: (k, H, W, 3), or (n,) for `flat`)."""
     if cfg.kind not in KINDS:
-        raise ValueError(f"unknown task.encoder.kind '{cfg.kind}'; choose one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown task.encoder.kind '{cfg.kind}'; choose one of {', '.join(KINDS)}")
     if cfg.mode not in MODES:
-        raise ValueError(f"unknown task.encoder.mode '{cfg.mode}'; choose one of {', '.join(MODES)}")
+        raise ConfigError(f"unknown task.encoder.mode '{cfg.mode}'; choose one of {', '.join(MODES)}")
     if cfg.kind == "flat":
         dim = int(torch.tensor(obs_shape).prod())
         return Policy(nn.Flatten(), nn.Identity(), dim, num_actions, frozen=False, obs_norm=obs_norm)
     if len(obs_shape) != 4 or obs_shape[-1] != 3:
-        raise ValueError(f"encoder kind '{cfg.kind}' needs pixel observations (history, H, W, 3), "
+        raise ConfigError(f"encoder kind '{cfg.kind}' needs pixel observations (history, H, W, 3), "
                          f"got {tuple(obs_shape)}"
                          "; set task.env.pixels=true or use task.encoder.kind=flat")
     history, size = obs_shape[0], obs_shape[1]
@@ -170,7 +171,7 @@ def build_policy(cfg: EncoderConfig, obs_shape: tuple, num_actions: int, obs_nor
         cnn = NatureCNN(history, size)
         return Policy(cnn, nn.Identity(), cnn.out_dim, num_actions, frozen=False, obs_norm=obs_norm)
     if cfg.pool not in POOLS:
-        raise ValueError(f"unknown task.encoder.pool '{cfg.pool}'; choose one of {', '.join(POOLS)}")
+        raise ConfigError(f"unknown task.encoder.pool '{cfg.pool}'; choose one of {', '.join(POOLS)}")
     encoder = ViTEncoder.from_checkpoint(cfg.init) if cfg.init else ViTEncoder.random(cfg.model)
     if cfg.mode == "partial":
         encoder.unfreeze(last_k=cfg.last_k)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.errors import CheckpointError, ConfigError
 from selfsup.io import atomic_write_json
 from selfsup.results import Score
 from selfsup.task import BatchPlan
@@ -54,13 +55,6 @@ class PPOConfig:
                                   # (false: re-encode every minibatch of every epoch, as CleanRL's loop does)
     eval_episodes: int = 32       # evaluation episodes per mode (deterministic argmax, stochastic sampling)
     eval_seed: int = 1_000_000    # evaluation envs are seeded from here: disjoint from training seeds
-
-
-def _mix(*xs: int) -> int:
-    h = 0x345678
-    for x in xs:
-        h = (h * 1_000_003 + int(x) + 0x9E37) % (2**31 - 1)
-    return h
 
 
 class PPOTask:
@@ -121,36 +115,33 @@ class PPOTask:
     # ------------------------------------------------------------------ rollouts -> minibatches
 
     def train_batches(self, plan: BatchPlan):
-        cfg, model = self.cfg, plan.model
-        if model is None:
-            raise ValueError("the ppo task collects rollouts with the live policy: BatchPlan.model must be set")
+        cfg, model, device = self.cfg, plan.model, plan.device
         per_rollout = cfg.env.num_envs * cfg.num_steps
         minibatch = plan.micro_batch_size * plan.grad_accum
         if per_rollout % minibatch:
-            raise ValueError(f"a rollout of {per_rollout} steps per rank (task.env.num_envs x task.num_steps) "
+            raise ConfigError(f"a rollout of {per_rollout} steps per rank (task.env.num_envs x task.num_steps) "
                              f"must split into minibatches of {minibatch} (trainer.batch_size / world size); choose "
                              "trainer.batch_size = num_envs x num_steps x world / num_minibatches")
         n_minibatches = per_rollout // minibatch
         steps_per_iteration = cfg.update_epochs * n_minibatches
         iteration, offset = divmod(plan.start_step, steps_per_iteration)
-        device = next(model.parameters()).device
         envs = make_vector_env(cfg.env)
         try:
-            carry = start(envs, model, _mix(plan.seed, plan.rank, iteration), device)
+            with plan.acting():
+                carry = start(envs, model, plan.seed_for(iteration), device)
             if offset:
                 if self.rollout is None or self.iteration != iteration:
-                    raise ValueError(f"resuming at step {plan.start_step}, inside PPO iteration {iteration}, "
+                    raise CheckpointError(f"resuming at step {plan.start_step}, inside PPO iteration {iteration}, "
                                      "needs that iteration's rollout in the checkpoint's task state, which is missing; "
                                      "resume with the same number of ranks, from a checkpoint this code wrote")
                 yield from self._minibatches(plan, iteration, n_minibatches, offset)
                 iteration += 1
             while True:
-                g = torch.Generator(device).manual_seed(_mix(plan.seed, plan.rank, iteration, 1))
-                model.eval()
-                rollout, carry, episodes = collect(envs, model, carry, cfg.num_steps, device, g,
-                                                   model.frozen and cfg.cache_embeddings,
-                                                   update_norm=cfg.obs_norm, clip_rewards=cfg.clip_rewards)
-                model.train()
+                with plan.acting():            # eval mode, no gradients; the trainer's mode after
+                    rollout, carry, episodes = collect(envs, model, carry, cfg.num_steps, device,
+                                                       plan.generator(iteration, 1),
+                                                       model.frozen and cfg.cache_embeddings,
+                                                       update_norm=cfg.obs_norm, clip_rewards=cfg.clip_rewards)
                 self.env_steps = (iteration + 1) * per_rollout * plan.world_size
                 if episodes:
                     self.last_return = float(np.mean([r for r, _ in episodes]))
@@ -175,8 +166,7 @@ class PPOTask:
         size = plan.micro_batch_size
         n = n_minibatches * size * plan.grad_accum
         for epoch in range(self.cfg.update_epochs):
-            g = torch.Generator().manual_seed(_mix(plan.seed, plan.rank, iteration, 2, epoch))
-            perm = torch.randperm(n, generator=g)
+            perm = torch.randperm(n, generator=plan.generator(iteration, 2, epoch, device="cpu"))
             for m in range(n_minibatches):
                 if epoch * n_minibatches + m < skip:
                     continue

@@ -16,9 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config key, value, preset or file the user must fix."""
+__all__ = ["ConfigError", "TrainerConfig", "check_trainer", "config_hash", "load_saved", "resolve", "to_object",
+           "to_yaml"]
 
 
 @dataclass
@@ -35,7 +36,7 @@ class TrainerConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0          # max global grad norm; 0 turns clipping off
-    ema_decay: float = 0.0          # EMA of weights (e.g. 0.999); 0 turns it off
+    ema_decay: float = 0.0          # EMA of weights (e.g. 0.999), in [0, 1); 0 turns it off
     precision: str = "auto"        # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16 (with GradScaler)
     compile: bool = False           # torch.compile the model
     fsdp: bool = False              # shard with FSDP2 (fully_shard) instead of DDP when running under torchrun
@@ -44,7 +45,7 @@ class TrainerConfig:
     num_workers: int = 0            # DataLoader worker processes per rank
     log_every: int = 10             # steps between metrics.jsonl / TensorBoard records
     checkpoint_every: int = 0       # steps between checkpoints; 0: only at the end (and on SIGTERM)
-    keep_last: int = 3              # checkpoints kept on disk (older ones are deleted after a good save)
+    keep_last: int = 3              # checkpoints kept on disk (older ones are deleted after a good save); 0: all
     max_nonfinite: int = 5          # consecutive skipped steps with a NaN/inf loss or gradient before the run stops
     stop_at: int = 0                # end this invocation at this step with a checkpoint (0: max_steps);
                                     # for time-sliced jobs
@@ -53,6 +54,32 @@ class TrainerConfig:
     count_flops: bool = True        # count FLOPs of one step with torch.utils.flop_counter for MFU
     tensorboard: bool = True        # write TensorBoard events next to metrics.jsonl
     progress: bool = True           # progress bar with ETA on rank 0
+
+
+CHOICES = {"precision": ("auto", "fp32", "bf16", "fp16"), "device": ("auto", "cpu", "cuda", "mps")}
+AT_LEAST = {"max_steps": 0, "batch_size": 1, "grad_accum": 1, "lr": 0, "warmup_steps": 0, "weight_decay": 0,
+            "eps": 0, "grad_clip": 0, "num_workers": 0, "log_every": 1, "checkpoint_every": 0, "keep_last": 0,
+            "max_nonfinite": 1, "stop_at": 0, "eval_every": 0}
+UNIT_INTERVAL = ("min_lr_ratio", "beta1", "beta2", "ema_decay")     # in [0, 1] (betas and ema_decay below 1)
+
+
+def check_trainer(tc: TrainerConfig) -> None:
+    """Every trainer value in range, before anything runs; the error names the key and the valid range."""
+    for key, low in AT_LEAST.items():
+        v = getattr(tc, key)
+        if not v >= low or (key == "eps" and v == 0):
+            bound = "> 0" if key == "eps" else f">= {low}"
+            raise ConfigError(f"trainer.{key}={v} is out of range: it must be {bound}")
+    for key in UNIT_INTERVAL:
+        v = getattr(tc, key)
+        closed = key == "min_lr_ratio"
+        if not (0 <= v <= 1 if closed else 0 <= v < 1):
+            raise ConfigError(f"trainer.{key}={v} is out of range: it must be in [0, 1{']' if closed else ')'}")
+    for key, choices in CHOICES.items():
+        if getattr(tc, key) not in choices:
+            raise ConfigError(f"trainer.{key} must be one of {', '.join(choices)}, not '{getattr(tc, key)}'")
+    if tc.fsdp and tc.ema_decay > 0:
+        raise ConfigError("trainer.ema_decay is not supported with trainer.fsdp=true yet; turn one of them off")
 
 
 def run_config_class(task_config_cls: type) -> type:
@@ -77,7 +104,19 @@ def _valid_keys(cfg: DictConfig, dotted: str) -> list[str]:
     return sorted(node.keys()) if isinstance(node, DictConfig) else []
 
 
+def _check_shape(cfg: DictConfig, other, source: str, prefix: str = "") -> None:
+    """A section of the schema (trainer, task, task.data, ...) must be given as a mapping, not a list or a value."""
+    if not isinstance(other, (dict, DictConfig)):
+        where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
+        raise ConfigError(f"{source}: {where} must be a mapping of keys (e.g. trainer: {{max_steps: 100}}), "
+                          f"not {type(other).__name__.replace('Config', '').lower()}")
+    for key, value in other.items():
+        if isinstance(key, str) and key in cfg and isinstance(cfg[key], DictConfig):
+            _check_shape(cfg[key], value, source, f"{prefix}{key}.")
+
+
 def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig:
+    _check_shape(cfg, other, source)
     try:
         return OmegaConf.merge(cfg, other)
     except (ConfigKeyError, ConfigAttributeError) as e:
@@ -85,7 +124,8 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str) -> DictConfig
         raise ConfigError(f"{source}: unknown config key '{key}'. "
                           f"Valid keys here: {', '.join(_valid_keys(cfg, key))}") from None
     except ValidationError as e:
-        raise ConfigError(f"{source}: bad value for '{e.full_key}': {e.msg.splitlines()[0]}") from None
+        msg = (e.msg or str(e) or type(e).__name__).splitlines()[0]
+        raise ConfigError(f"{source}: bad value for '{e.full_key}': {msg}") from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -120,6 +160,7 @@ def resolve(task_config_cls: type, presets: dict[str, dict], preset: str | None 
         cfg = _merge(cfg, loaded, str(path))
     if overrides:
         cfg = _merge(cfg, parse_overrides(list(overrides)), "--set")
+    check_trainer(to_object(cfg).trainer)
     return cfg
 
 

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .errors import UserError
 from .task import BatchPlan
 
 
@@ -26,7 +27,7 @@ class StepSampler(Sampler[list[int]]):
 
     def __init__(self, num_samples: int, plan: BatchPlan):
         if num_samples <= 0:
-            raise ValueError("the dataset is empty: nothing to train on")
+            raise UserError("the training set is empty: nothing to train on; check the task's data settings")
         self.n, self.plan = num_samples, plan
         self._epoch, self._perm = -1, None
 

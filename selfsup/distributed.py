@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Env:
@@ -35,11 +37,11 @@ def pick_device(name: str, local_rank: int) -> torch.device:
             name = "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=cpu")
+            raise ConfigError("trainer.device=cuda but no CUDA device is visible; use trainer.device=cpu")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     if name not in ("cpu", "mps"):
-        raise ValueError(f"trainer.device must be auto, cpu, cuda or mps, not '{name}'")
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda or mps, not '{name}'")
     return torch.device(name)
 
 
@@ -59,13 +61,14 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def any_rank(flag: bool, env: Env) -> bool:
-    """True on every rank if it is true on any rank (e.g. 'a SIGTERM arrived')."""
+def any_rank(env: Env, *flags: bool) -> tuple[bool, ...]:
+    """Each flag true on every rank if it is true on any rank ('a step went NaN', 'a SIGTERM arrived'):
+    one collective for all of them, so every rank skips or stops together."""
     if not env.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=env.device)
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([float(f) for f in flags], device=env.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return tuple(bool(v) for v in t.tolist())
 
 
 def all_sum(value: torch.Tensor, env: Env) -> torch.Tensor:
@@ -101,5 +104,5 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"trainer.precision must be auto, fp32, bf16 or fp16, not '{precision}'")
+        raise ConfigError(f"trainer.precision must be auto, fp32, bf16 or fp16, not '{precision}'")
     return precision

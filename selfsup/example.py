@@ -6,13 +6,17 @@ follow the same shape (see selfsup/task.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import save_weights
 from .data import step_loader
+from .errors import ConfigError
+from .io import atomic_write_json
 from .results import Score
 from .task import BatchPlan
 
@@ -44,6 +48,10 @@ class MLP(nn.Module):
     def forward(self, x):           # (B, dim) -> (B, num_classes)
         return self.head(self.body(x))
 
+    def shard_units(self) -> list[nn.Module]:
+        """Under FSDP2, each linear layer is sharded on its own (see selfsup.task)."""
+        return [m for m in self.body if isinstance(m, nn.Linear)]
+
 
 def make_clusters(cfg: ExampleConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.data_seed)
@@ -67,6 +75,11 @@ class ExampleTask:
     }
 
     def __init__(self, cfg: ExampleConfig):
+        for key in ("num_train", "num_test", "dim", "num_classes", "hidden"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"task.{key}={getattr(cfg, key)} must be at least 1")
+        if not 0 <= cfg.dropout < 1:
+            raise ConfigError(f"task.dropout={cfg.dropout} must be in [0, 1)")
         self.cfg = cfg
         self.x_train, self.y_train, self.x_test, self.y_test = make_clusters(cfg)
 
@@ -84,6 +97,13 @@ class ExampleTask:
         x, y = batch
         logits = model(x)
         return F.cross_entropy(logits, y), {"accuracy": (logits.argmax(-1) == y).float().mean()}
+
+    def export(self, model, out_dir: Path) -> Path:
+        """The MLP's weights and the settings that rebuild it: model.safetensors + config.json."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(model.state_dict(), out_dir / "model.safetensors")
+        atomic_write_json(out_dir / "config.json", asdict(self.cfg))
+        return out_dir
 
     def evaluate(self, model, out_dir) -> list[Score]:
         device = next(model.parameters()).device

@@ -14,7 +14,8 @@ from .results import Result, Score, code_version, hardware, write_results
 
 
 def evaluate(task, model: nn.Module, cfg: DictConfig, run_dir: Path, device: torch.device, *,
-             world_size: int = 1, step: int | None = None, throughput: float | None = None) -> list[Result]:
+             world_size: int = 1, step: int | None = None, throughput: float | None = None,
+             train_seconds: float | None = None) -> list[Result]:
     """``task.evaluate(model)`` -> Result records, merged into ``run_dir/results.json``."""
     if not hasattr(task, "evaluate"):
         return []
@@ -27,7 +28,8 @@ def evaluate(task, model: nn.Module, cfg: DictConfig, run_dir: Path, device: tor
     wall = time.perf_counter() - start
     model.train(was_training)
     common = dict(task=task.name, seed=int(cfg.trainer.seed), config_hash=config_hash(cfg), code_version=code_version(),
-                  hardware=hardware(device, world_size), wall_time_s=round(wall, 3), throughput=throughput, step=step)
+                  hardware=hardware(device, world_size), wall_time_s=round(wall, 3), throughput=throughput, step=step,
+                  train_seconds=None if train_seconds is None else round(train_seconds, 3))
     results = [Result(dataset=s.dataset, split=s.split, metric=s.metric, value=float(s.value), extra=s.extra, **common)
                for s in scores]
     write_results(Path(run_dir) / "results.json", results)
@@ -51,4 +53,5 @@ def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: 
         if states:
             task.load_state_dict(states[0])
     meta = read_meta(ckpt)
-    return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"))
+    return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"),
+                    train_seconds=meta.get("train_seconds"))

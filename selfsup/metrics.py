@@ -1,11 +1,17 @@
-"""Training metrics: counted FLOPs, MFU against a peak table, and the metrics.jsonl/TensorBoard log."""
+"""Training metrics: counted FLOPs, MFU against a peak table, the window of steps between two log records,
+and the metrics.jsonl/TensorBoard log."""
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from . import distributed as D
+from .io import atomic_write_text
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, by substring of the CUDA device name.
 # The H200 here measured ~798 TFLOP/s on a bf16 matmul; MFU is against the datasheet figure, as is usual.
@@ -33,18 +39,91 @@ def count_training_flops(step_fn) -> int:
     return counter.get_total_flops()
 
 
+class MetricsWindow:
+    """The steps since the last log record: it counts samples, tokens, the loss over applied steps and the
+    task's metrics, decides when a record is due, and turns the window into one record (throughput, MFU)."""
+
+    def __init__(self, env: D.Env, log_every: int, flops_per_step: float | None, peak: float | None):
+        self.env, self.log_every, self.flops_per_step, self.peak = env, log_every, flops_per_step, peak
+        self.loss = torch.zeros(2, dtype=torch.float64, device=env.device)   # (weighted loss sum, count)
+        self.throughput: float | None = None      # samples/s of the last record
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss.zero_()
+        self.start, self.samples, self.tokens, self.steps, self.extra = time.perf_counter(), 0, 0, 0, {}
+
+    def add(self, samples: int, tokens: int, metrics: dict, loss_sum: torch.Tensor | None, count: torch.Tensor):
+        """One step: global samples and tokens, the task's metrics (averaged over micro-batches), and its loss
+        (``loss_sum`` None for a skipped step)."""
+        self.samples, self.tokens, self.steps = self.samples + samples, self.tokens + tokens, self.steps + 1
+        for k, v in metrics.items():
+            self.extra[k] = self.extra.get(k, 0.0) + v
+        if loss_sum is not None:
+            self.loss[0] += loss_sum
+            self.loss[1] += count
+
+    def due(self, step: int, last_step: int) -> bool:
+        return step % self.log_every == 0 or step == last_step
+
+    def record(self, step: int, lr: float, grad_norm: float, skipped_steps: int) -> dict:
+        """The window as one record (a collective under DDP: every rank calls it), then a new window."""
+        self.loss[0] = D.all_sum(self.loss[0].clone(), self.env)
+        elapsed = time.perf_counter() - self.start
+        record = {"step": step,
+                  "loss": float(self.loss[0] / self.loss[1]) if self.loss[1] > 0 else float("nan"),
+                  "lr": lr, "grad_norm": grad_norm,
+                  "samples_per_s": self.samples / elapsed, "skipped_steps": skipped_steps,
+                  **{k: float(v) / self.steps for k, v in self.extra.items()}}
+        self.throughput = record["samples_per_s"]
+        if self.tokens:
+            record["tokens_per_s"] = self.tokens / elapsed
+        if self.flops_per_step:
+            achieved = self.flops_per_step * self.steps / elapsed
+            record["tflops"] = achieved / 1e12
+            if self.peak:
+                record["mfu"] = achieved / (self.peak * self.env.world_size)
+        self._reset()
+        return record
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl; a torn or garbled line (a kill mid-write) is skipped with a warning
+    naming the file and line, never fatal."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records, bad = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                records.append(rec)
+            else:
+                bad.append(n)
+    if bad:
+        lines = ", ".join(map(str, bad[:5])) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(bad)} unreadable line(s): {lines}", stacklevel=2)
+    return records
+
+
 class MetricsLog:
     """Rank 0's log: one JSON object per line in metrics.jsonl, and TensorBoard scalars."""
 
     def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None):
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            # records past the checkpoint belong to steps that will run again
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        elif resume_step is None:
-            self.path.write_text("")
+        if resume_step is None:
+            atomic_write_text(self.path, "")
+        elif self.path.exists():
+            # records past the checkpoint belong to steps that will run again; rewritten atomically, so a kill
+            # here leaves the old file whole
+            kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.file = open(self.path, "a", buffering=1)
         self.tb = None
         if tensorboard:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+from .errors import ResultsFileError
 from .io import atomic_write_json
 
 
@@ -41,6 +44,7 @@ class Result:
     wall_time_s: float
     throughput: float | None = None   # training samples/s, when the run trained
     step: int | None = None           # training step of the evaluated weights
+    train_seconds: float | None = None  # training wall time up to that step (resumes included, evaluation not)
     extra: dict = field(default_factory=dict)
 
     def key(self) -> tuple:
@@ -66,6 +70,9 @@ def code_version() -> str:
         return "unknown"
 
 
+RESULT_FIELDS = {f.name for f in fields(Result)}
+
+
 def hardware(device: torch.device, world_size: int = 1) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -74,32 +81,53 @@ def hardware(device: torch.device, world_size: int = 1) -> str:
     return f"{world_size}x {name}" if world_size > 1 else name
 
 
-class ResultsFileError(RuntimeError):
-    pass
+def _record(row, path: Path, i: int) -> Result | None:
+    """One row of results.json as a Result, or None (with a warning naming the file and record) when it is not
+    one: a missing field, or a value that is not a finite number. Unknown fields (a newer writer's) are ignored."""
+    if not isinstance(row, dict):
+        problem = f"a {type(row).__name__}, not an object"
+    else:
+        known = {k: v for k, v in row.items() if k in RESULT_FIELDS}
+        missing = [f.name for f in fields(Result) if f.name not in known and f.default is MISSING
+                   and f.default_factory is MISSING]
+        value = known.get("value")
+        if missing:
+            problem = f"missing {', '.join(missing)}"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problem = f"value {value!r} is not a finite number"
+        else:
+            return Result(**known)
+    warnings.warn(f"{path}: skipping record {i} ({problem})", stacklevel=3)
+    return None
+
+
+def _rows(path: Path) -> list:
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ResultsFileError(f"{path} is not a valid results file ({e}); move it aside to start a new one") from None
+    if not isinstance(rows, list):
+        raise ResultsFileError(f"{path} is not a valid results file (a JSON list of records); "
+                               "move it aside to start a new one")
+    return rows
 
 
 def read_results(path: str | Path) -> list[Result]:
+    """The valid records of a results.json; a bad record is skipped with a warning, not fatal to the rest."""
     path = Path(path)
     if not path.exists():
         return []
-    try:
-        rows = json.loads(path.read_text())
-        return [Result(**row) for row in rows]
-    except (ValueError, TypeError) as e:
-        raise ResultsFileError(f"{path} is not a valid results file ({e}); move it aside to start a new one") from None
-
-
-def run_complete(run_dir: str | Path) -> bool:
-    """A run is finished when its results.json holds records (a corrupt one counts as not finished)."""
-    try:
-        return bool(read_results(Path(run_dir) / "results.json"))
-    except ResultsFileError:
-        return False
+    return [r for i, row in enumerate(_rows(path)) if (r := _record(row, path, i)) is not None]
 
 
 def write_results(path: str | Path, new: list[Result]) -> None:
-    """Merge: a new record replaces an old one with the same task/dataset/split/metric/seed/config/step."""
-    keep = {r.key(): r for r in read_results(path)}
+    """Merge: a new record replaces an old one with the same task/dataset/split/metric/seed/config/step.
+    Rows this reader cannot parse are kept as they are (nothing already saved is dropped)."""
+    path = Path(path)
+    keep: dict = {}
+    for i, row in enumerate(_rows(path) if path.exists() else []):
+        r = _record(row, path, i)
+        keep[r.key() if r is not None else ("unparsed", i)] = row
     for r in new:
-        keep[r.key()] = r
-    atomic_write_json(path, [asdict(r) for r in keep.values()])
+        keep[r.key()] = asdict(r)
+    atomic_write_json(path, list(keep.values()))

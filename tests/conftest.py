@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from selfsup.config import resolve, to_object
+from selfsup.config import resolve
+from selfsup.task import build_task
 from selfsup.trainer import Trainer
 
 torch.set_num_threads(1)  # tests run small models; one thread each is fastest and deterministic
@@ -21,7 +22,7 @@ def train(task_cls, run_dir, overrides=(), resume=False, task=None):
     """Train in-process; returns the Trainer's summary. Progress bars and TensorBoard off for speed."""
     base = ["trainer.progress=false", "trainer.tensorboard=false"]
     cfg = make_cfg(task_cls, base + list(overrides))
-    task = task or task_cls(to_object(cfg).task)
+    task = task or build_task(task_cls, cfg)          # seeded first, as the CLI builds it
     return Trainer(task, cfg, run_dir, resume=resume).fit()
 
 

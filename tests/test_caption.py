@@ -1,4 +1,6 @@
 """Captioning: grammar references, data formats, metrics, decoding with a KV cache, warm start, the task."""
+import copy
+import dataclasses
 import json
 
 import pytest
@@ -95,14 +97,23 @@ def test_metrics_perfect_and_frozen_cider():
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    import os
-    os.environ.setdefault("SELFSUP_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """Shared by the tests below, so none of them may change it: a test that needs other settings takes
+    ``variant(task, ...)``."""
     from selfsup.config import to_object
-    cfg = to_object(make_cfg(CaptionTask, ["task.data.num_train=200", "task.data.num_eval=16", "task.vocab_size=200",
-                                           "task.text_model.hidden_size=32", "task.text_model.num_heads=2",
-                                           "task.text_model.num_layers=1", "task.text_model.intermediate_size=64",
-                                           "task.eval.max_images=16"])).task
-    return CaptionTask(cfg)
+    with pytest.MonkeyPatch.context() as mp:        # no environment variable leaks into later tests
+        mp.setenv("SELFSUP_CACHE", str(tmp_path_factory.mktemp("cache")))
+        cfg = to_object(make_cfg(CaptionTask, ["task.data.num_train=200", "task.data.num_eval=16",
+                                               "task.vocab_size=200", "task.text_model.hidden_size=32",
+                                               "task.text_model.num_heads=2", "task.text_model.num_layers=1",
+                                               "task.text_model.intermediate_size=64", "task.eval.max_images=16"])).task
+        yield CaptionTask(cfg)
+
+
+def variant(task, **changes):
+    """A copy of the shared task with other settings (its data and tokenizer are shared, read-only)."""
+    t = copy.copy(task)
+    t.cfg = dataclasses.replace(task.cfg, **changes)
+    return t
 
 
 def test_decoding_kv_cache_matches_recompute_and_beam1_is_greedy(task):
@@ -122,8 +133,26 @@ def test_decoding_kv_cache_matches_recompute_and_beam1_is_greedy(task):
     assert torch.equal(model.generate(images, max_len=8, num_beams=1), greedy)
     beams = model.generate(images, max_len=8, num_beams=3)
     assert beams.shape[0] == 3 and beams[:, 0].eq(task.tokenizer.cls_token_id).all()
-    a, b = model.generate(images, max_len=8, top_p=0.9, seed=1), model.generate(images, max_len=8, top_p=0.9, seed=1)
-    assert torch.equal(a, b)
+    before = torch.get_rng_state()
+    draws = [model.generate(images, max_len=8, top_p=0.9, generator=torch.Generator().manual_seed(seed))
+             for seed in (1, 1, 2)]
+    assert torch.equal(draws[0], draws[1]) and draws[0][:, 0].eq(task.tokenizer.cls_token_id).all()
+    assert not torch.equal(draws[0], draws[2])                 # another seed, another sample
+    assert torch.equal(torch.get_rng_state(), before)          # sampling drew from its generator, not the global RNG
+    with pytest.raises(ValueError, match="torch.Generator"):
+        model.generate(images, max_len=8, top_p=0.9)
+
+
+def test_gumbel_sampling_draws_from_the_nucleus():
+    from transformers import LogitsProcessorList, TopPLogitsWarper
+
+    from multimodal.model import GumbelSample
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(20000, 1)
+    g = torch.Generator().manual_seed(0)
+    picks = LogitsProcessorList([TopPLogitsWarper(0.9), GumbelSample(g)])(None, logits).argmax(-1)
+    freq = torch.bincount(picks, minlength=4).float() / len(picks)
+    # the nucleus of p=0.9 is the first three tokens, renormalised: 0.5/0.95, 0.3/0.95, 0.15/0.95
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95, atol=0.012, rtol=0)
 
 
 def test_random_vision_encoder_is_drawn_from_the_seed(task):
@@ -140,20 +169,15 @@ def test_warm_start_from_bert_export(task, tmp_path):
     bert = BertForPreTraining(hf_config(cfg, len(task.tokenizer)))
     bert.save_pretrained(str(tmp_path / "bert"))
     task.tokenizer.save_pretrained(str(tmp_path / "bert"))
-    task.cfg.text_init = str(tmp_path / "bert")
-    try:
-        model = task.build_model()
-        dec = model.decoder.state_dict()
-        src = bert.state_dict()
-        shared = [k for k in dec if k in src]
-        assert len(shared) > 10 and all(torch.equal(dec[k], src[k]) for k in shared)
-        assert any("crossattention" in k for k in dec if k not in src)
-        task.cfg.text_pretrained = False
-        fresh = task.build_model().decoder.state_dict()
-        assert not torch.equal(fresh["bert.embeddings.word_embeddings.weight"],
-                               src["bert.embeddings.word_embeddings.weight"])
-    finally:
-        task.cfg.text_init, task.cfg.text_pretrained = "", True
+    model = variant(task, text_init=str(tmp_path / "bert")).build_model()
+    dec = model.decoder.state_dict()
+    src = bert.state_dict()
+    shared = [k for k in dec if k in src]
+    assert len(shared) > 10 and all(torch.equal(dec[k], src[k]) for k in shared)
+    assert any("crossattention" in k for k in dec if k not in src)
+    fresh = variant(task, text_init=str(tmp_path / "bert"), text_pretrained=False).build_model().decoder.state_dict()
+    assert not torch.equal(fresh["bert.embeddings.word_embeddings.weight"],
+                           src["bert.embeddings.word_embeddings.weight"])
 
 
 def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
@@ -165,7 +189,7 @@ def test_caption_task_trains_and_scores(tmp_path, monkeypatch):
                              "task.contrastive_weight=0.5", "task.vision_mode=llrd",
                              "trainer.max_steps=6", "trainer.batch_size=16", "trainer.log_every=3"])
     rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert "contrastive_loss" in rec[-1] and rec[-1]["caption_loss"] < rec[0]["caption_loss"] + 1
+    assert "contrastive_loss" in rec[-1] and rec[-1]["caption_loss"] < rec[0]["caption_loss"]   # it learns
     res = json.loads((run / "results.json").read_text())
     assert {(r["split"], r["metric"]) for r in res} >= {("test", "cider_d"), ("test_heldout", "bleu4"),
                                                         ("test", "rouge_l")}
@@ -177,12 +201,8 @@ def test_transformers_peer_holds_our_vit_and_trains(task, tmp_path, monkeypatch)
     from vision.transforms import normalize
     torch.manual_seed(0)       # as the trainer seeds before build_model: both captioners start from the same weights
     ours = task.build_model().eval()
-    task.cfg.impl = "transformers"
-    try:
-        torch.manual_seed(0)
-        peer = task.build_model().eval()
-    finally:
-        task.cfg.impl = "selfsup"
+    torch.manual_seed(0)
+    peer = variant(task, impl="transformers").build_model().eval()
     images = task.splits["test"].images[:2]
     with torch.no_grad():   # patch order is shuffled in ViTMAEModel; the CLS token's output cannot tell
         theirs = peer.model.encoder(pixel_values=normalize(images)).last_hidden_state[:, 0]

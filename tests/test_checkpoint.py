@@ -1,9 +1,16 @@
 """Checkpoints: atomic under a crash, keep-last-k, tied weights, and clear errors for bad files."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 import selfsup.checkpoint as ck
+import selfsup.rng as rng
 from selfsup.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_weights
 from selfsup.example import ExampleTask
 
@@ -45,18 +52,76 @@ def test_resume_without_checkpoint_and_fresh_run_over_checkpoints(tmp_run):
     assert len(list_checkpoints(tmp_run / "checkpoints")) == 3   # nothing deleted
 
 
-def test_corrupt_weights_error_names_the_file(tmp_run):
+def flip_byte(path, offset=-9):
+    """Garble one byte in place: same size, and (in a weights file) still loadable unless checked."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_garbled_latest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_run):
+    train(ExampleTask, tmp_run, SHORT + ["trainer.log_every=1"])                          # checkpoints at steps 2, 4, 6
+    root = tmp_run / "checkpoints"
+    flip_byte(root / "step_00000006" / "model.safetensors")     # a weight's bytes, not the header
+    with pytest.warns(UserWarning, match=r"skipping damaged checkpoint step_00000006: .*model.safetensors does not "
+                                         r"match the sha256 recorded in .*meta.json"):
+        summary = train(ExampleTask, tmp_run, SHORT + ["trainer.max_steps=8", "trainer.log_every=1"], resume=True)
+    assert summary["step"] == 8
+    steps = [json.loads(line)["step"] for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]                    # resumed from step 4, the log cut back to it
+    for ckpt in list_checkpoints(root):                          # step 6 written again, intact
+        ck.verify_checkpoint(ckpt)
+
+
+def test_damaged_files_are_refused_by_name_never_loaded(tmp_run, tmp_path):
     train(ExampleTask, tmp_run, SHORT)
-    weights = latest_checkpoint(tmp_run / "checkpoints") / "model.safetensors"
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=f"{weights}.*truncated or corrupt"):
-        train(ExampleTask, tmp_run, SHORT + ["trainer.max_steps=8"], resume=True)
-    state = weights.parent / "state.pt"
-    weights.write_bytes(data)
-    state.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=f"{state}.*cannot be loaded safely"):
-        train(ExampleTask, tmp_run, SHORT + ["trainer.max_steps=8"], resume=True)
+    root = tmp_run / "checkpoints"
+    (root / "step_00000006" / "state.pt").write_bytes(b"")                  # an empty state
+    (root / "step_00000004" / "meta.json").write_text("[1, 2]")              # meta that is not an object
+    flip_byte(root / "step_00000002" / "state.pt")
+    with pytest.warns(UserWarning) as caught:
+        with pytest.raises(CheckpointError, match=r"(?s)no intact checkpoint in .*checkpoints.*state.pt.*"
+                                                  r"meta.json is not a selfsup checkpoint's meta.json.*state.pt"):
+            train(ExampleTask, tmp_run, SHORT + ["trainer.max_steps=8"], resume=True)
+    assert len(caught) == 3
+    # an explicitly named checkpoint is checked, not swapped for another: eval names the damaged file
+    with pytest.raises(CheckpointError, match=r"step_00000006/state.pt does not match the sha256"):
+        ck.resolve_checkpoint(root / "step_00000006")
+    bad_weights = root / "step_00000006" / "model.safetensors"
+    flip_byte(bad_weights)
+    with pytest.raises(CheckpointError, match="model.safetensors does not match the sha256"):
+        load_weights(bad_weights)
+    out = run_cli("eval", "example", "--checkpoint", str(root / "step_00000006"), "--run-dir", str(tmp_path / "ev"))
+    assert out.returncode == 2 and "does not match the sha256" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "ev" / "results.json").exists()
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_what_killed_writers_left_is_tidied_before_a_resume(tmp_run):
+    train(ExampleTask, tmp_run, SHORT + ["trainer.log_every=1"])
+    root = tmp_run / "checkpoints"
+    dead = dead_pid()
+    torn = root / f".step_00000008.tmp-{dead}"                   # killed while writing step 8
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\0" * 100_000)
+    # killed between the two renames of a re-save: step 6 exists only under its old name
+    os.rename(root / "step_00000006", root / f".step_00000006.old-{dead}")
+    alive = root / f".step_00000010.tmp-{os.getpid()}"            # a live writer's folder is left alone
+    alive.mkdir()
+    try:
+        summary = train(ExampleTask, tmp_run, SHORT + ["trainer.max_steps=8", "trainer.log_every=1"], resume=True)
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
+    assert not torn.exists() and summary["step"] == 8
+    steps = [json.loads(line)["step"] for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))                             # resumed from the restored step 6
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in list_checkpoints(root)] == ["step_00000004", "step_00000006", "step_00000008"]
 
 
 def test_mismatched_checkpoint_names_keys_and_shapes(tmp_run):
@@ -92,10 +157,10 @@ def test_rng_state_roundtrip_through_safe_load(tmp_path):
     import random
 
     import numpy as np
-    state = ck.rng_state()
+    state = rng.rng_state()
     torch.save({"rng": state}, tmp_path / "s.pt")
     a = (random.random(), np.random.rand(), torch.rand(1).item())
-    ck.set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
+    rng.set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
 
 

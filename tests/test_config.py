@@ -42,6 +42,36 @@ def test_unknown_preset_and_missing_file(tmp_path):
         cfg(overrides=["trainer.max_steps"])
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("trainer.batch_size=-4", "trainer.batch_size=-4 is out of range: it must be >= 1"),
+    ("trainer.max_steps=-1", "trainer.max_steps=-1 is out of range: it must be >= 0"),
+    ("trainer.grad_accum=0", "trainer.grad_accum=0 is out of range: it must be >= 1"),
+    ("trainer.log_every=0", "trainer.log_every=0 is out of range: it must be >= 1"),
+    ("trainer.ema_decay=1.5", r"trainer.ema_decay=1.5 is out of range: it must be in \[0, 1\)"),
+    ("trainer.lr=nan", "trainer.lr=nan is out of range"),
+    ("trainer.eps=0", "trainer.eps=0.0 is out of range: it must be > 0"),
+    ("trainer.precision=fp8", "trainer.precision must be one of auto, fp32, bf16, fp16, not 'fp8'"),
+])
+def test_trainer_values_out_of_range_name_the_key(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg(overrides=[setting])
+
+
+def test_task_values_out_of_range_name_the_key():
+    with pytest.raises(ConfigError, match="task.num_classes=0 must be at least 1"):
+        ExampleTask(to_object(cfg(overrides=["task.num_classes=0"])).task)
+
+
+def test_a_section_given_as_a_list_is_a_clear_error(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("trainer:\n  - 1\n  - 2\n")
+    with pytest.raises(ConfigError, match=f"{f}: 'trainer' must be a mapping of keys .* not list"):
+        cfg(yaml_file=f)
+    f.write_text("- trainer\n")
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        cfg(yaml_file=f)
+
+
 def test_hash_ignores_seed_but_not_lr():
     base = config_hash(cfg())
     assert config_hash(cfg(overrides=["trainer.seed=3"])) == base

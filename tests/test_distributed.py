@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from selfsup.checkpoint import latest_checkpoint, load_weights
+from selfsup.runs import run_state
 
 from conftest import ROOT, run_cli
 
@@ -66,10 +67,11 @@ def _sigterm_midrun(run, torchrun):
 def test_sigterm_saves_and_resume_finishes(tmp_path, ranks):
     run = tmp_path / "run"
     code, out = _sigterm_midrun(run, ranks)
-    # torchrun forwards SIGTERM to the ranks, waits for them, then exits 1 itself (its own choice);
-    # the ranks' clean exit shows in the message and checkpoint below
-    assert code == (1 if ranks else 0), out[-3000:]
+    # exit 75 (stopped, resumable); torchrun forwards SIGTERM to the ranks, waits for them, then exits 1 itself
+    # (its own choice): the ranks' clean stop shows in the message, status and checkpoint below
+    assert code == (1 if ranks else 75), out[-3000:]
     assert "SIGTERM received" in out and "--resume" in out
+    assert run_state(run) == "interrupted" and json.loads((run / "status.json").read_text())["reason"] == "SIGTERM"
     ckpt = latest_checkpoint(run / "checkpoints")
     stopped = json.loads((ckpt / "meta.json").read_text())["step"]
     assert stopped >= 5
@@ -80,3 +82,4 @@ def test_sigterm_saves_and_resume_finishes(tmp_path, ranks):
     assert latest_checkpoint(run / "checkpoints").name == f"step_{stopped + 3:08d}"
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, stopped + 4))
+    assert run_state(run) == "interrupted"          # stop_at: resumable, not complete

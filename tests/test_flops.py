@@ -1,9 +1,11 @@
 """FLOP counting and MFU against a hand count for a known model."""
+import itertools
 import json
 
 import torch
 
 from selfsup import metrics
+from selfsup.distributed import Env
 from selfsup.example import ExampleTask
 
 from conftest import train
@@ -40,3 +42,18 @@ def test_peak_table_and_mfu(monkeypatch):
     assert metrics.peak_flops(torch.device("cuda", 0), "fp32") == 989e12 / 2
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some Unknown GPU")
     assert metrics.peak_flops(torch.device("cuda", 0), "bf16") is None
+
+    # MFU: the window's achieved FLOP/s (counted FLOPs per step x steps / seconds) over the device's peak
+    clock = itertools.chain([100.0, 102.0], itertools.repeat(102.0))   # the window opens at 100 s, closes at 102 s
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(clock))
+    env = Env(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    window = metrics.MetricsWindow(env, log_every=4, flops_per_step=3e12, peak=989e12)
+    for loss in (1.0, None, 3.0):                                 # the middle step was skipped (non-finite)
+        window.add(samples=8, tokens=16, metrics={"acc": 0.5},
+                   loss_sum=None if loss is None else torch.tensor(4 * loss, dtype=torch.float64),
+                   count=torch.tensor(4.0, dtype=torch.float64))
+    rec = window.record(step=3, lr=0.1, grad_norm=1.0, skipped_steps=1)
+    assert rec["tflops"] == 3 * 3e12 / 2 / 1e12 and rec["mfu"] == 3 * 3e12 / 2 / 989e12
+    assert rec["samples_per_s"] == 12.0 and rec["tokens_per_s"] == 24.0
+    assert rec["loss"] == 2.0 and rec["acc"] == 0.5               # loss over the applied steps only
+    assert not window.due(3, 10) and window.due(4, 10) and window.due(7, 7)

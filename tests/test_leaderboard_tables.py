@@ -29,6 +29,7 @@ from benchmarks.plan import plan
 from benchmarks.ranks import mean_ranks
 from benchmarks.runner import Journal, Outcome, _write_calibration, command
 from selfsup.results import Result, write_results
+from selfsup.runs import write_status
 
 
 def test_ci95_known_values():
@@ -197,7 +198,7 @@ def test_failed_and_skipped_runs_are_reported_not_dropped(tmp_path):
 
 def test_interrupted_run_is_reported(tmp_path):
     p, _ = _board(tmp_path, {("mae", "probe"): [0.8, None]})
-    (p.dir("mae-scenes-s1") / "checkpoints" / "step_00000020").mkdir(parents=True)   # a checkpoint, no results
+    write_status(p.dir("mae-scenes-s1"), "interrupted", step=20)   # stopped by a signal after a checkpoint, no results
     board = collect(p)
     assert board.states["mae-scenes-s1"] == "interrupted"
     assert "(1 of 2; interrupted)" in next(line for line in summary_md(board).splitlines()

@@ -1,5 +1,6 @@
 """The loop itself: exact resume, NaN/inf guard, accumulation weighting, EMA, results."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,3 +145,121 @@ def test_train_writes_run_directory_and_results(tmp_path):
     assert results[0]["metric"] == "accuracy" and results[0]["value"] > 0.5   # 4 classes: chance is 0.25
     assert results[0]["step"] == 150 and results[0]["seed"] == 0 and len(results[0]["config_hash"]) == 12
     assert summary["results"][0].value == results[0]["value"]
+
+
+def test_resume_skips_a_torn_log_line_and_cuts_the_log_atomically(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(ExampleTask, run, RESUME_SETUP + ["trainer.stop_at=6"])
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')                                # torn by a kill in the middle of a write
+    before = (run / "metrics.jsonl").read_bytes()
+    real_write_text = Path.write_text
+
+    def killed_while_cutting_the_log(self, text, *args, **kwargs):
+        if "metrics.jsonl" in self.name:
+            real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError("killed")
+        return real_write_text(self, text, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", killed_while_cutting_the_log)
+    with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}: skipped 1 unreadable line"):
+        with pytest.raises(OSError, match="killed"):
+            train(ExampleTask, run, RESUME_SETUP, resume=True)
+    assert (run / "metrics.jsonl").read_bytes() == before           # the old log, whole
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=f"{run / 'metrics.jsonl'}: skipped 1 unreadable line"):
+        train(ExampleTask, run, RESUME_SETUP, resume=True)
+    assert sorted(losses(run)) == list(range(1, 13))
+
+
+class Timed(ExampleTask):
+    """A fake clock: each training loss costs one second, each evaluation a thousand."""
+    name = "example"
+    clock = 0.0
+
+    def loss(self, model, batch):
+        Timed.clock += 1.0
+        return super().loss(model, batch)
+
+    def evaluate(self, model, out_dir):
+        Timed.clock += 1000.0
+        return super().evaluate(model, out_dir)
+
+
+def test_train_seconds_add_up_over_resumes_and_leave_out_evaluation(tmp_path, monkeypatch):
+    from selfsup.config import to_object
+    from selfsup.train_state import TrainState
+
+    from conftest import make_cfg
+    monkeypatch.setattr(TrainState, "now", staticmethod(lambda: Timed.clock))
+    setup = ["trainer.max_steps=6", "trainer.eval_every=2", "trainer.checkpoint_every=3"]
+    timed = lambda: Timed(to_object(make_cfg(ExampleTask)).task)   # noqa: E731
+    train(ExampleTask, tmp_path / "split", setup + ["trainer.stop_at=3"], task=timed())
+    summary = train(ExampleTask, tmp_path / "split", setup, resume=True, task=timed())
+    assert summary["train_seconds"] == 6.0                         # 3 + 3 steps of one second; evaluations excluded
+    records = json.loads((tmp_path / "split" / "results.json").read_text())
+    assert {r["step"]: r["train_seconds"] for r in records} == {2: 2.0, 4: 4.0, 6: 6.0}
+    meta = json.loads((latest_checkpoint(tmp_path / "split" / "checkpoints") / "meta.json").read_text())
+    assert meta["train_seconds"] == 6.0
+
+
+class RandomInit(ExampleTask):
+    """Draws weights from the global RNG in __init__, as a random-encoder baseline does."""
+    name = "example"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.init = torch.randn(4)
+
+
+def test_tasks_are_built_after_seeding():
+    from selfsup.task import build_task
+
+    from conftest import make_cfg
+    cfg = make_cfg(RandomInit, ["trainer.seed=3"])
+    torch.manual_seed(123)
+    a = build_task(RandomInit, cfg)
+    torch.rand(100)                                                # whatever ran before in this process
+    b = build_task(RandomInit, cfg)
+    c = build_task(RandomInit, make_cfg(RandomInit, ["trainer.seed=4"]))
+    assert torch.equal(a.init, b.init) and not torch.equal(a.init, c.init)
+
+
+def test_batch_plan_gives_seeded_generators_and_a_context_to_act_in():
+    from selfsup.task import BatchPlan
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    plan = BatchPlan(micro_batch_size=2, grad_accum=1, rank=1, world_size=2, seed=7, start_step=0, model=model)
+    other_rank = BatchPlan(micro_batch_size=2, grad_accum=1, rank=0, world_size=2, seed=7, start_step=0)
+    draw = lambda p, *keys: torch.rand(3, generator=p.generator(*keys))   # noqa: E731
+    assert torch.equal(draw(plan, 5, 1), draw(plan, 5, 1))
+    assert not torch.equal(draw(plan, 5, 1), draw(plan, 5, 2)) and not torch.equal(draw(plan, 5), draw(other_rank, 5))
+    x = torch.ones(4, 2)
+    with plan.acting() as policy:
+        assert not policy.training and not torch.is_grad_enabled()
+        assert torch.equal(policy(x), policy(x))                   # dropout does not act on collected data
+    assert model.training and torch.is_grad_enabled()
+
+
+@pytest.mark.slow
+def test_a_run_is_bit_reproducible_across_processes(tmp_path):
+    """caption-random drew its random ViT in CaptionTask.__init__ before anything seeded the process, so two
+    processes differed from the first logged loss on."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    args = ["task.data.num_train=32", "task.data.num_eval=4", "task.vocab_size=60", "task.text_model.hidden_size=16",
+            "task.text_model.num_heads=2", "task.text_model.num_layers=1", "task.text_model.intermediate_size=32",
+            "trainer.max_steps=2", "trainer.batch_size=8", "trainer.log_every=1", "trainer.eval_at_end=false",
+            "trainer.count_flops=false", "trainer.progress=false", "trainer.tensorboard=false"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "SELFSUP_CACHE": str(tmp_path / "cache")}
+    runs = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen([sys.executable, "-m", "selfsup", "train", "caption", "--run-dir", str(r),
+                               "--set", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for r in runs]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+    a, b = (losses(r) for r in runs)
+    assert len(a) == 2 and a == b                                  # exact, not close
+    wa, wb = final_weights(runs[0]), final_weights(runs[1])
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

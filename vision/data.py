@@ -32,12 +32,14 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from selfsup.errors import UserError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 MAX_PIXELS = 64_000_000   # default cap on pixels per image (task.data.max_pixels), well under PIL's bomb limit (179 M)
 DECODE_THREADS = min(8, os.cpu_count() or 1)   # PIL releases the GIL while decoding
 
 
-class ImageDataError(ValueError):
+class ImageDataError(UserError, ValueError):
     """A missing, empty or unreadable image source, or a bad data setting: the user must fix it."""
 
 

@@ -89,8 +89,9 @@ class MAE(nn.Module):
         nn.init.normal_(self.encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
         self.apply(_init_weights)
-        for b in self.encoder.blocks:
-            b.fsdp_unit = True   # FSDP2 shards each block on its own
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.encoder.blocks)   # FSDP2 shards each encoder block on its own (see selfsup.task)
 
     # ---------------------------------------------------------------- patches
 

@@ -14,6 +14,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from selfsup.errors import ConfigError
+
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
            "purple": (150, 60, 200), "orange": (245, 140, 30), "white": (235, 235, 235)}
@@ -56,7 +58,7 @@ class Scene:
             return list(BACKGROUNDS).index(self.background)
         if attribute == "position":
             return int(2 * (o.y >= 0.5) + (o.x >= 0.5))
-        raise ValueError(f"unknown scene attribute '{attribute}'; choose one of {', '.join(ATTRIBUTES)}")
+        raise ConfigError(f"unknown scene attribute '{attribute}'; choose one of {', '.join(ATTRIBUTES)}")
 
 
 def num_classes(attribute: str, max_objects: int = 3) -> int:

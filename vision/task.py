@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data import step_loader
+from selfsup.errors import ConfigError
 from selfsup.probes import probe_scores
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
@@ -146,7 +147,7 @@ class Classifier(nn.Module):
     def __init__(self, encoder: ViTEncoder, num_classes: int, pool: str):
         super().__init__()
         if pool not in ("cls", "mean"):
-            raise ValueError(f"task.pool must be cls or mean, not '{pool}'")
+            raise ConfigError(f"task.pool must be cls or mean, not '{pool}'")
         self.encoder, self.pool = encoder, pool
         self.fc_norm = nn.LayerNorm(encoder.embed_dim, eps=1e-6)
         self.head = nn.Linear(encoder.embed_dim, num_classes)
@@ -175,7 +176,7 @@ class FinetuneTask:
         self.encoder_cfg = self.pretrained.cfg if self.pretrained is not None else cfg.model
         self.train, self.test = sources.load(cfg.data, self.encoder_cfg.img_size)
         if self.train.labels is None:
-            raise ValueError("finetuning needs labels: task.data.source=folder has none")
+            raise ConfigError("finetuning needs labels: task.data.source=folder has none")
         self.num_classes = int(torch.cat([self.train.labels, self.test.labels]).max()) + 1
         self.dataset = _dataset_name(cfg.data)
 
