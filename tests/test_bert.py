@@ -25,7 +25,7 @@ def random_batch(vocab=100, B=4, T=24, P=5, seed=0):
     return {"input_ids": ids, "token_type_ids": (torch.arange(T)[None] > lengths[:, None] // 2).long() * attention,
             "attention_mask": attention, "masked_positions": positions,
             "masked_ids": torch.randint(5, vocab, (B, P), generator=g), "masked_weights": weights,
-            "nsp_label": torch.tensor([0, 1, 1, 0])}
+            "pair_label": torch.tensor([0, 1, 1, 0])}
 
 
 def test_loss_equals_bert_for_pretraining():
@@ -40,9 +40,9 @@ def test_loss_equals_bert_for_pretraining():
             if w > 0:
                 labels[i, p] = t
     with torch.no_grad():
-        loss, mlm, nsp, _, _ = ours(**b)
+        loss, _ = ours(**b)
         out = peer(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=b["attention_mask"],
-                   labels=labels, next_sentence_label=b["nsp_label"])
+                   labels=labels, next_sentence_label=b["pair_label"])
     torch.testing.assert_close(loss, out.loss, rtol=1e-5, atol=1e-6)
     assert ours.hf.cls.predictions.decoder.weight is ours.hf.bert.embeddings.word_embeddings.weight   # tied
 
@@ -148,8 +148,8 @@ def test_mlm_only_packing(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     from selfsup.config import to_object
     task = BertTask(to_object(make_cfg(BertTask, TINY + corpus_args(corpus_file) + ["task.objective=mlm"])).task)
-    ex = task._example(0, torch.Generator().manual_seed(0))
-    assert ex["attention_mask"].all() and ex["nsp_label"] == -1        # full sequence, no NSP
+    ex = task.example(task._pairs(task.train_ids, 1)[0], torch.Generator().manual_seed(0))
+    assert ex["attention_mask"].all() and ex["pair_label"] == -1        # full sequence, no NSP
 
 
 def test_streaming_resume_equals_uninterrupted_and_matches_plan(corpus_file, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from language import corpus as C
-from language.instances import Masker, Pair, nsp_pairs, packed_sequences
+from language.instances import Masker, Pair, packed_sequences, sentence_pairs
 from language.tokenizer import TokenizerError, load_tokenizer, train_wordpiece
 
 SENTS = ["The cat sat on the mat.", "A dog barked at the mailman.", "Rain fell over the quiet town.",
@@ -92,20 +92,20 @@ def docs_of_ids(n_docs=30, sents=8, seed=0):
 
 def test_nsp_pairs_follow_bert_semantics():
     docs = docs_of_ids()
-    pairs = nsp_pairs(docs, max_len=512, rng=random.Random(0), short_seq_prob=0.0)   # long: nothing truncated
+    pairs = sentence_pairs(docs, max_len=512, rng=random.Random(0), short_seq_prob=0.0)   # long: nothing truncated
     streams = [[t for s in d for t in s] for d in docs]
     owner = {t: i for i, st in enumerate(streams) for t in st}
-    frac = sum(p.random_next for p in pairs) / len(pairs)
+    frac = sum(p.label for p in pairs) / len(pairs)
     assert 0.35 < frac < 0.75
     for p in pairs:
         assert p.a and p.b and len(p.a) + len(p.b) <= 512 - 3
-        if not p.random_next:        # B continues A inside one document
+        if not p.label:              # B continues A inside one document
             st = streams[owner[p.a[0]]]
             start = st.index(p.a[0])
             assert st[start:start + len(p.a) + len(p.b)] == p.a + p.b
         else:
             assert owner[p.b[0]] != owner[p.a[0]]
-    short = nsp_pairs(docs, max_len=24, rng=random.Random(1))
+    short = sentence_pairs(docs, max_len=24, rng=random.Random(1))
     assert all(len(p.a) + len(p.b) <= 21 for p in short)
 
 
@@ -117,10 +117,10 @@ def test_packing_fills_sequences():
 def test_masking_rates_and_specials(tokenizer):
     m = Masker(tokenizer, max_len=64, max_predictions=20)
     ids = tokenizer("the cat sat on the mat . a dog barked at the mailman .", add_special_tokens=False)["input_ids"]
-    pair = Pair(ids[:8], ids[8:], False)
+    pair = Pair(ids[:8], ids[8:], 0)
     counts = {"mask": 0, "random_or_kept": 0, "total": 0}
     for i in range(300):
-        ex = m(pair, torch.Generator().manual_seed(i), nsp=True)
+        ex = m(pair, torch.Generator().manual_seed(i), pair_task=True)
         n = int(ex["masked_weights"].sum())
         assert n == round((len(ids) + 3) * 0.15)
         pos = ex["masked_positions"][:n]
@@ -136,12 +136,12 @@ def test_masking_rates_and_specials(tokenizer):
 
 
 def test_whole_word_masking_takes_all_pieces(tokenizer):
-    m = Masker(tokenizer, max_len=64, max_predictions=20, whole_word=True)
+    m = Masker(tokenizer, max_len=64, max_predictions=20, unit="word")
     ids = tokenizer("cattrain doglight cattrain birdsang", add_special_tokens=False)["input_ids"]   # unseen words
     pieces = [tokenizer.convert_ids_to_tokens(i) for i in ids]
     assert any(p.startswith("##") for p in pieces)                    # words split into pieces here
     for i in range(50):
-        ex = m(Pair(ids, [], False), torch.Generator().manual_seed(i), nsp=False)
+        ex = m(Pair(ids, [], -1), torch.Generator().manual_seed(i), pair_task=False)
         chosen = set(ex["masked_positions"][: int(ex["masked_weights"].sum())].tolist())
         for pos in chosen:                                            # a masked piece's whole word is masked
             tok = pieces[pos - 1]
@@ -150,7 +150,7 @@ def test_whole_word_masking_takes_all_pieces(tokenizer):
 
 
 def test_stream_reads_one_window_at_a_time(tokenizer):
-    from language.instances import nsp_pairs as make
+    from language.instances import sentence_pairs as make
     from language.stream import example_stream
     pulled = []
 

@@ -1,0 +1,15 @@
+"""Pretraining objectives, one file each, on the `bert` task's tokenizer, corpora, trainer and evaluation
+(the interface: objectives/common.py)."""
+from __future__ import annotations
+
+from .common import Objective
+from .electra import Electra
+from .mlm import MLM
+
+OBJECTIVES: dict[str, type[Objective]] = {"mlm+nsp": MLM, "mlm+sop": MLM, "mlm": MLM, "electra": Electra}
+
+
+def make_objective(cfg) -> Objective:
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"task.objective must be one of {', '.join(OBJECTIVES)}, not '{cfg.objective}'")
+    return OBJECTIVES[cfg.objective](cfg)
