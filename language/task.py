@@ -36,6 +36,7 @@ from . import corpus as C
 from .instances import MASK_UNITS, packed_sequences, sentence_pairs, tokenize_documents
 from .model import BertModelConfig, ratios
 from .objectives import OBJECTIVES, make_objective
+from .objectives.data2vec import Data2VecSettings
 from .objectives.electra import ElectraSettings
 from .stream import example_stream, split_stream, streamed_batches
 from .tokenizer import (
@@ -80,6 +81,7 @@ class BertTaskConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     electra: ElectraSettings = field(default_factory=ElectraSettings)
+    data2vec: Data2VecSettings = field(default_factory=Data2VecSettings)
     tokenizer: str = ""           # a local tokenizer folder; "" trains WordPiece on the corpus (cached)
     vocab_size: int = 8000        # WordPiece vocabulary when training one
     init: str = ""                # a local transformers folder of this objective (e.g. its export) to start from
@@ -122,10 +124,18 @@ class BertTask:
     Config = BertTaskConfig
     presets = {
         # CPU, minutes: a 2-layer, 128-wide encoder on the stdlib docstrings, 8k WordPiece vocabulary.
-        # Any objective: --set task.objective=electra (or mlm+sop, mlm, data2vec).
+        # Any objective: --set task.objective=electra (or mlm+sop, mlm, data2vec). data2vec, scaled down: the
+        # teacher averages all (2) blocks, as the text paper's 12 of 12; M=2 masks per sequence (paper 8) and one
+        # decoder layer (paper 5 on 12 encoder layers: the same decoder/encoder cost ratio), which keeps its step
+        # within 2x BERT's FLOPs; the paper's EMA time constants as fractions of its 1M updates, kept for 1,000
+        # steps: 1/(1-0.9999) = 10k (1%) -> 10 steps, decay 0.9; 1/(1-0.99999) = 100k (10%) -> 100 steps, decay
+        # 0.99, annealed over 100k updates (10%) -> 100 steps.
         "tiny": {"trainer": {"max_steps": 1000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100,
                              "weight_decay": 0.01, "beta2": 0.98, "eps": 1e-6, "log_every": 50,
-                             "checkpoint_every": 500}},
+                             "checkpoint_every": 500},
+                 "task": {"data2vec": {"decoder_layers": 1,
+                                       "teacher": {"top_k": 2, "clone_batch": 2, "ema_decay": 0.9,
+                                                   "ema_end_decay": 0.99, "ema_anneal_end_step": 100}}}},
         # BERT-base at sequence 128 (the phase-1 recipe): 12x768, AdamW 1e-4, wd 0.01, warmup 10k.
         # Set task.corpus / task.tokenizer for a real corpus (e.g. a BERT-format Wikipedia dump).
         "bert-base": {"trainer": {"max_steps": 900_000, "batch_size": 256, "lr": 1e-4, "warmup_steps": 10_000,
@@ -276,6 +286,7 @@ class BertTask:
         return self.objective.build(vocab)
 
     def train_batches(self, plan: BatchPlan):
+        self.objective.accumulate = plan.grad_accum
         if self.cfg.corpus.stream:
             _ = self.train_ids      # the in-memory sample gives the unigram baseline
             pairs = example_stream(self._stream_documents, lambda ids, rng: self._pairs(ids, 1, rng), self.tokenizer,

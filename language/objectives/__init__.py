@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .common import Objective
+from .data2vec import Data2Vec
 from .electra import Electra
 from .mlm import MLM
 
-OBJECTIVES: dict[str, type[Objective]] = {"mlm+nsp": MLM, "mlm+sop": MLM, "mlm": MLM, "electra": Electra}
+OBJECTIVES: dict[str, type[Objective]] = {"mlm+nsp": MLM, "mlm+sop": MLM, "mlm": MLM, "electra": Electra,
+                                         "data2vec": Data2Vec}
 
 
 def make_objective(cfg) -> Objective:

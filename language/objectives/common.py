@@ -40,6 +40,7 @@ class Objective:
 
     def __init__(self, cfg):
         self.cfg = cfg                  # the task's config (model, masking, per-objective settings)
+        self.accumulate = 1             # micro-batches per optimizer step (the batch plan's grad_accum)
 
     def masker_options(self) -> dict:
         return {}
