@@ -40,3 +40,12 @@ def test_peak_table_and_mfu(monkeypatch):
     assert metrics.peak_flops(torch.device("cuda", 0), "fp32") == 989e12 / 2
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some Unknown GPU")
     assert metrics.peak_flops(torch.device("cuda", 0), "bf16") is None
+
+
+def test_cpu_attention_is_counted_like_cuda_attention():
+    """SDPA on a CPU without dropout runs a kernel torch's counter does not know; selfsup.metrics registers it."""
+    q = torch.randn(2, 2, 8, 4, requires_grad=True)
+    flops = metrics.count_training_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum()
+                                         .backward())
+    forward = 2 * (2 * 2 * 2 * 8 * 8 * 4)                     # QK^T and AV: 2 FLOPs per multiply-add
+    assert flops == forward + 2 * forward + forward // 2       # backward: dQ, dK, dV and the recomputed QK^T
