@@ -9,7 +9,7 @@ from language.model import BertModelConfig, BertPretrainer, hf_config
 from language.task import BertTask
 from language.tokenizer import TokenizerError
 
-from conftest import make_cfg, run_cli, train
+from conftest import TINY_TEXT, make_cfg, run_cli, train
 
 CFG = BertModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64)
 
@@ -84,21 +84,7 @@ def corpus_lines():
             for w in (["cat", "dog", "bird", "fish"][i % 4],)]
 
 
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    f = tmp_path_factory.mktemp("corpus") / "c.txt"
-    lines = []
-    for i in range(40):
-        lines += [f"Document {i} sentence {j} talks about the {['cat', 'dog', 'bird', 'fish'][i % 4]} near the river."
-                  for j in range(4)] + [""]
-    f.write_text("\n".join(lines))
-    return f
-
-
-TINY = ["task.model.hidden_size=32", "task.model.num_layers=1", "task.model.num_heads=2",
-        "task.model.intermediate_size=64", "task.model.max_position=64", "task.max_len=32", "task.max_predictions=5",
-        "task.vocab_size=200", "task.dupe_factor=2", "task.eval.pppl_sentences=3", "task.eval.probe_epochs=5",
-        "task.corpus.valid_fraction=0.2", "trainer.batch_size=16", "trainer.log_every=2", "trainer.lr=1e-3"]
+TINY = TINY_TEXT
 
 
 def corpus_args(f):
