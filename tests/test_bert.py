@@ -91,10 +91,11 @@ def corpus_args(f):
     return ["task.corpus.format=bert", f"task.corpus.path={f}"]
 
 
-def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):
+def test_task_trains_reports_and_exports_without_its_corpus(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
-    run = tmp_path / "run"
-    train(BertTask, run, TINY + corpus_args(corpus_file) + ["trainer.max_steps=8", "trainer.checkpoint_every=8"])
+    run, corpus = tmp_path / "run", tmp_path / "corpus.txt"
+    corpus.write_text(corpus_file.read_text())
+    train(BertTask, run, TINY + corpus_args(corpus) + ["trainer.max_steps=8", "trainer.checkpoint_every=8"])
     rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert rec[-1]["loss"] < rec[0]["loss"] and rec[-1]["tokens_per_s"] > 0 and "nsp_acc" in rec[-1]
     res = {r["metric"]: r["value"] for r in json.loads((run / "results.json").read_text())}
@@ -102,13 +103,35 @@ def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):
             "nsp_accuracy_majority_baseline"} <= set(res)
     assert 0.5 <= res["nsp_accuracy_majority_baseline"] <= 1
     assert 0 <= res["mlm_accuracy"] <= 1 and res["pseudo_perplexity"] > 1
-    # export through the CLI and load with plain transformers
+    # export through the CLI with the corpus gone and an empty cache: the tokenizer comes from the checkpoint
+    corpus.unlink()
     out = run_cli("export", "bert", "--checkpoint", str(run), "--out", str(tmp_path / "hf"),
-                  env={"SELFSUP_CACHE": str(tmp_path / "cache")})
+                  env={"SELFSUP_CACHE": str(tmp_path / "empty-cache")})
     assert out.returncode == 0, out.stderr[-2000:]
+    assert not (tmp_path / "empty-cache").exists()
     auto = BertForPreTraining.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
-    assert auto.config.vocab_size == len(tok)
+    assert auto.config.vocab_size == len(tok) and tok.model_max_length == 64
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / "hf").iterdir())
+    # fill-mask on an input longer than the model's positions: truncated to them, not a crash
+    from transformers import pipeline
+    fill = pipeline("fill-mask", model=str(tmp_path / "hf"), tokenizer=str(tmp_path / "hf"))
+    long = "the [MASK] sat near the river . " + "the dog talks about the fish near the river . " * 30
+    assert len(tok(long)["input_ids"]) > 300
+    assert len(fill(long, tokenizer_kwargs={"truncation": True})) == 5
+
+
+def test_pseudo_perplexity_is_not_reported_when_no_sentence_was_scored(corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    from selfsup.config import to_object
+    task = BertTask(to_object(make_cfg(BertTask, TINY + corpus_args(corpus_file))).task)
+    model = task.build_model().eval()
+    task.valid_ids = [[[7] * 40]]                       # one held-out sentence, longer than task.max_len
+    with pytest.warns(UserWarning, match="pseudo-perplexity not reported"):
+        assert task._pseudo_perplexity(model, torch.device("cpu"), "x") == []
+    task.valid_ids = [[[7] * 5, [8] * 6]]
+    (score,) = task._pseudo_perplexity(model, torch.device("cpu"), "x")
+    assert score.value > 1 and score.extra["tokens"] == 11
 
 
 def test_init_from_transformers_checkpoint_and_tokenizer_mismatch(corpus_file, tmp_path, tokenizer_dir, monkeypatch):
