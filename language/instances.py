@@ -236,7 +236,8 @@ def tokenize_documents(docs: list[Document], tokenizer, progress: bool = True) -
     from tqdm.auto import tqdm
     flat = [s for d in docs for s in d.sentences]
     ids: list[list[int]] = []
-    for i in tqdm(range(0, len(flat), 4096), desc="tokenize", disable=not progress or len(flat) < 50_000):
+    for i in tqdm(range(0, len(flat), 4096), desc="tokenize", unit=" x4096 sentences",
+                  disable=None if progress and len(flat) > 4096 else True):   # None: on a terminal only
         ids += tokenizer(flat[i:i + 4096], add_special_tokens=False)["input_ids"]
     out, k = [], 0
     for d in docs:
