@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from selfsup.config import ConfigError
+
 from .corpus import Document
 
 PAIR_TASKS = ("nsp", "sop")
@@ -142,9 +144,9 @@ class Masker:
                  unit: str = "token", mask_token_prob: float = 0.8, random_token_prob: float = 0.1,
                  span_p: float = 0.2, span_max: int = 10):
         if unit not in MASK_UNITS:
-            raise ValueError(f"task.masking must be one of {', '.join(MASK_UNITS)}, not '{unit}'")
+            raise ConfigError(f"task.masking must be one of {', '.join(MASK_UNITS)}, not '{unit}'")
         if not (0 <= mask_token_prob and 0 <= random_token_prob and mask_token_prob + random_token_prob <= 1):
-            raise ValueError(f"masking replacement probabilities {mask_token_prob} + {random_token_prob} must lie "
+            raise ConfigError(f"masking replacement probabilities {mask_token_prob} + {random_token_prob} must lie "
                              "in [0, 1]")
         self.layout = Layout(tokenizer, max_len)
         self.max_len, self.mask_prob, self.max_predictions, self.unit = max_len, mask_prob, max_predictions, unit

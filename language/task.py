@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from selfsup.config import ConfigError
 from selfsup.data import step_loader
 from selfsup.metrics import count_training_flops
 from selfsup.probes import probe_scores
@@ -35,7 +36,7 @@ from selfsup.task import BatchPlan
 from . import corpus as C
 from .instances import MASK_UNITS, packed_sequences, sentence_pairs, tokenize_documents
 from .model import BertModelConfig, ratios
-from .objectives import OBJECTIVES, make_objective
+from .objectives import make_objective
 from .objectives.data2vec import Data2VecSettings
 from .objectives.electra import ElectraSettings
 from .stream import example_stream, split_stream, streamed_batches
@@ -152,15 +153,22 @@ class BertTask:
                                    "electra": {"embedding_size": 128},
                                    "model": {"hidden_size": 256, "num_layers": 12, "num_heads": 4,
                                              "intermediate_size": 1024, "max_position": 512}}},
+        # data2vec 2.0 text base (base_text_only_task.yaml): 12x768, 512-token sequences, 4 per GPU x 16 GPUs,
+        # Adam (0.9, 0.98) eps 1e-6 wd 0.01, lr 2e-4, warmup 4k, cosine, 1M updates, clip 1; teacher and decoder
+        # as in Data2VecSettings' defaults (the paper's).
+        "data2vec-base": {"trainer": {"max_steps": 1_000_000, "batch_size": 64, "lr": 2e-4, "warmup_steps": 4000,
+                                      "weight_decay": 0.01, "beta2": 0.98, "eps": 1e-6, "grad_clip": 1.0,
+                                      "log_every": 100, "checkpoint_every": 5000, "num_workers": 4},
+                          "task": {"objective": "data2vec", "vocab_size": 30522, "max_len": 512,
+                                   "model": {"hidden_size": 768, "num_layers": 12, "num_heads": 12,
+                                             "intermediate_size": 3072, "max_position": 512}}},
     }
 
     def __init__(self, cfg: BertTaskConfig):
-        if cfg.objective not in OBJECTIVES:
-            raise ValueError(f"task.objective must be one of {', '.join(OBJECTIVES)}, not '{cfg.objective}'")
         if cfg.masking not in MASK_UNITS:
-            raise ValueError(f"task.masking must be one of {', '.join(MASK_UNITS)}, not '{cfg.masking}'")
+            raise ConfigError(f"task.masking must be one of {', '.join(MASK_UNITS)}, not '{cfg.masking}'")
         if cfg.max_len > cfg.model.max_position:
-            raise ValueError(f"task.max_len={cfg.max_len} exceeds task.model.max_position={cfg.model.max_position}")
+            raise ConfigError(f"task.max_len={cfg.max_len} exceeds task.model.max_position={cfg.model.max_position}")
         if cfg.corpus.format == "text" and cfg.corpus.split not in C.SPLITS:
             raise C.CorpusError(f"unknown task.corpus.split '{cfg.corpus.split}'; choose {', '.join(C.SPLITS)}")
         self.cfg = cfg

@@ -2,6 +2,8 @@
 (the interface: objectives/common.py)."""
 from __future__ import annotations
 
+from selfsup.config import ConfigError
+
 from .common import Objective
 from .data2vec import Data2Vec
 from .electra import Electra
@@ -13,5 +15,5 @@ OBJECTIVES: dict[str, type[Objective]] = {"mlm+nsp": MLM, "mlm+sop": MLM, "mlm":
 
 def make_objective(cfg) -> Objective:
     if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"task.objective must be one of {', '.join(OBJECTIVES)}, not '{cfg.objective}'")
+        raise ConfigError(f"task.objective must be one of {', '.join(OBJECTIVES)}, not '{cfg.objective}'")
     return OBJECTIVES[cfg.objective](cfg)

@@ -29,6 +29,7 @@ from torch import nn
 from transformers import BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from selfsup.config import ConfigError
 from selfsup.teacher import EMATeacher, TeacherConfig, clone_batch, regression_loss
 
 from ..instances import Layout
@@ -64,7 +65,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         width = s.decoder_dim or dim
         if s.decoder_kernel % 2 == 0:
-            raise ValueError(f"task.data2vec.decoder_kernel must be odd, not {s.decoder_kernel}")
+            raise ConfigError(f"task.data2vec.decoder_kernel must be odd, not {s.decoder_kernel}")
         self.dropout = nn.Dropout(s.input_dropout)
         self.convs = nn.ModuleList(nn.Conv1d(dim if i == 0 else width, width, s.decoder_kernel,
                                              padding=s.decoder_kernel // 2, groups=s.decoder_groups)
@@ -98,7 +99,7 @@ class Data2VecText(nn.Module):
         super().__init__()
         depth = student.config.num_hidden_layers
         if not 1 <= s.teacher.top_k <= depth:
-            raise ValueError(f"task.data2vec.teacher.top_k={s.teacher.top_k} must be between 1 and the encoder's "
+            raise ConfigError(f"task.data2vec.teacher.top_k={s.teacher.top_k} must be between 1 and the encoder's "
                              f"{depth} layers")
         self.settings = s
         self.student = student
