@@ -373,7 +373,7 @@ class BertTask:
                                                      self.cfg.data_seed).tolist()]
         nll, count = 0.0, 0
         tok = self.tokenizer
-        for s in sentences:
+        for s in tqdm(sentences, desc="pseudo-perplexity", disable=None, leave=False):
             ids = torch.tensor([tok.cls_token_id] + s + [tok.sep_token_id], device=device)
             L = len(s)
             batch = ids.repeat(L, 1)                                       # one copy per masked token
