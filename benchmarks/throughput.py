@@ -78,14 +78,14 @@ def bert_suite(size: str, batch_size: int, device: torch.device) -> Suite:
              "token_type_ids": (torch.arange(T) >= T // 2).long().expand(batch_size, T).contiguous(),
              "attention_mask": torch.ones(batch_size, T, dtype=torch.long), "masked_positions": positions,
              "masked_ids": masked_ids, "masked_weights": torch.ones(batch_size, P),
-             "nsp_label": torch.randint(0, 2, (batch_size,), generator=g), "labels": labels}
+             "pair_label": torch.randint(0, 2, (batch_size,), generator=g), "labels": labels}
     batch = {k: v.to(device) for k, v in batch.items()}
     mine = {k: v for k, v in batch.items() if k != "labels"}
     return Suite("seq", batch, batch_size, T, [
         Contender("selfsup BERT (MLM head on masked positions)", ours, lambda m, b: m(**mine)[0]),
         Contender("transformers BertForPreTraining", peer, lambda m, b: m(
             input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=b["attention_mask"],
-            labels=b["labels"], next_sentence_label=b["nsp_label"]).loss),
+            labels=b["labels"], next_sentence_label=b["pair_label"]).loss),
     ])
 
 

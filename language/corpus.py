@@ -1,8 +1,18 @@
 """Text corpora as documents of sentences.
 
-Formats: the BERT pretraining format (one sentence per line, a blank line between documents),
-plain text files (paragraphs split into sentences), and HuggingFace ``datasets`` saved with
-``save_to_disk``. Readers are generators, so a corpus larger than memory streams through.
+Formats:
+- ``bert``: google-research/bert's pretraining format: one sentence per line, a blank line between documents.
+- ``text``: plain text, a file or a folder of ``.txt`` files, cut into documents by ``split``:
+    ``paragraphs`` (default): blank-line-separated paragraphs (e.g. Tiny Shakespeare's speeches), consecutive
+                  ones grouped until a document holds at least ``doc_chars`` characters, so that next-sentence
+                  pairs and the held-out split have documents of several sentences to work with;
+    ``chunks``:   fixed-size pieces of ``doc_chars`` characters (cut at whitespace), for text without blank lines;
+    ``file``:     each file is one document.
+  Lines are streamed, so one file larger than memory is fine (``file`` excepted).
+- ``hf``: a ``datasets`` dataset: a folder saved with ``save_to_disk``, local parquet / json(l) / csv files, or a
+  hub name (``hf:NAME``, downloaded only with ``task.corpus.download=true``); each row's text is a document.
+
+Every reader is a generator, so a corpus larger than memory streams through.
 
 Embedded default (no download): docstrings of Python's own standard library, read with ``ast``
 from the installed source files (no module is imported), plus the language-reference topics
@@ -47,12 +57,25 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+SPLITS = ("paragraphs", "chunks", "file")
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise CorpusError(f"{path} is not UTF-8 (byte {e.start}: {e.reason}); convert it, e.g. "
                           f"`iconv -f latin1 -t utf-8 {path.name}`") from None
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """A file's lines, streamed from disk."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            yield from fh
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"{path} is not UTF-8 ({e.reason}); convert it, e.g. "
+                              f"`iconv -f latin1 -t utf-8 {path.name}`") from None
 
 
 def _files(path: Path) -> list[Path]:
@@ -68,45 +91,111 @@ def read_bert_format(path: str | Path) -> Iterator[Document]:
     """One sentence per line, blank line between documents (google-research/bert's input format)."""
     for f in _files(Path(path)):
         sentences: list[str] = []
-        with open(f, encoding="utf-8") as fh:
-            try:
-                for line in fh:
-                    line = line.strip()
-                    if line:
-                        sentences.append(line)
-                    elif sentences:
-                        yield Document(sentences)
-                        sentences = []
-            except UnicodeDecodeError as e:
-                raise CorpusError(f"{f} is not UTF-8 ({e.reason}); convert it to UTF-8 first") from None
+        for line in _lines(f):
+            line = line.strip()
+            if line:
+                sentences.append(line)
+            elif sentences:
+                yield Document(sentences)
+                sentences = []
         if sentences:
             yield Document(sentences)
 
 
-def read_plain_text(path: str | Path) -> Iterator[Document]:
-    """Plain text: each file is a document, split into sentences."""
+def paragraphs(lines: Iterable[str]) -> Iterator[str]:
+    """Blank-line-separated paragraphs of a stream of lines."""
+    para: list[str] = []
+    for line in lines:
+        if line.strip():
+            para.append(line)
+        elif para:
+            yield "".join(para)
+            para = []
+    if para:
+        yield "".join(para)
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[str]:
+    """Pieces of about ``size`` characters, each cut at the last whitespace before the limit."""
+    buf = ""
+    for line in lines:
+        buf += line
+        while len(buf) >= size:
+            cut = max(buf.rfind(" ", 0, size), buf.rfind("\n", 0, size))
+            cut = cut if cut > 0 else size
+            yield buf[:cut]
+            buf = buf[cut:].lstrip()
+    if buf.strip():
+        yield buf
+
+
+def read_plain_text(path: str | Path, split: str = "paragraphs", doc_chars: int = 2000) -> Iterator[Document]:
+    """Plain text files cut into documents (see the module docstring for ``split``); topic = the file's name."""
+    if split not in SPLITS:
+        raise CorpusError(f"unknown task.corpus.split '{split}'; choose {', '.join(SPLITS)}")
+    if doc_chars < 1:
+        raise CorpusError(f"task.corpus.doc_chars must be positive, not {doc_chars}")
     for f in _files(Path(path)):
-        sentences = split_sentences(_read_text(f))
-        if sentences:
-            yield Document(sentences, topic=f.stem)
+        if split == "file":
+            sentences = split_sentences(_read_text(f))
+            if sentences:
+                yield Document(sentences, topic=f.stem)
+            continue
+        if split == "chunks":
+            for piece in chunks(_lines(f), doc_chars):
+                yield Document(split_sentences(piece), topic=f.stem)
+            continue
+        group: list[str] = []
+        size = 0
+        for para in paragraphs(_lines(f)):
+            group += split_sentences(para)        # a paragraph ends its last sentence
+            size += len(para)
+            if size >= doc_chars:
+                yield Document(group, topic=f.stem)
+                group, size = [], 0
+        if group:
+            yield Document(group, topic=f.stem)
 
 
-def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str = "") -> Iterator[Document]:
-    """A dataset saved with ``datasets.Dataset.save_to_disk``; each row's text is a document."""
+DATA_FILES = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+
+
+def load_hf_dataset(path: str | Path):
+    """A ``datasets.Dataset`` from a ``save_to_disk`` folder, or from local parquet / json(l) / csv files (one file,
+    or a folder of them); a DatasetDict gives its ``train`` split."""
     import datasets
     path = Path(path)
     if not path.exists():
-        raise CorpusError(f"dataset folder not found: {path}")
+        raise CorpusError(f"dataset not found: {path}")
+    files = sorted(f for f in path.rglob("*") if f.suffix in DATA_FILES) if path.is_dir() else [path]
+    saved = path.is_dir() and any((path / m).is_file() for m in ("dataset_info.json", "state.json",
+                                                                  "dataset_dict.json"))
     try:
-        ds = datasets.load_from_disk(str(path))
+        if saved:
+            ds = datasets.load_from_disk(str(path))
+        elif files and len({DATA_FILES.get(f.suffix) for f in files}) == 1 and files[0].suffix in DATA_FILES:
+            ds = datasets.load_dataset(DATA_FILES[files[0].suffix], data_files=[str(f) for f in files],
+                                       split="train")
+        else:
+            raise CorpusError(f"{path} is neither a folder saved with save_to_disk nor parquet / json(l) / csv "
+                              "files of one kind")
+    except CorpusError:
+        raise
     except Exception as e:
-        raise CorpusError(f"{path} is not a dataset saved with save_to_disk ({type(e).__name__}: {e})") from None
+        raise CorpusError(f"cannot read {path} with datasets ({type(e).__name__}: {e})") from None
     if isinstance(ds, datasets.DatasetDict):
         ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-    if text_field not in ds.column_names:
-        raise CorpusError(f"{path} has no column '{text_field}'; columns: {', '.join(ds.column_names)} "
-                          "(set task.corpus.text_field)")
-    for row in ds:   # arrow-backed and memory-mapped: rows stream from disk
+    return ds
+
+
+def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str = "") -> Iterator[Document]:
+    """Each row's text is a document (rows stream from the memory-mapped arrow files)."""
+    ds = load_hf_dataset(path)
+    for name in (text_field, topic_field):
+        if name and name not in ds.column_names:
+            raise CorpusError(f"{path} has no column '{name}'; columns: {', '.join(ds.column_names)} "
+                              f"(set task.corpus.{'text' if name == text_field else 'topic'}_field)")
+    for row in ds:
         sentences = split_sentences(row[text_field] or "")
         if sentences:
             yield Document(sentences, topic=str(row[topic_field]) if topic_field else "")
@@ -116,7 +205,9 @@ def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str
 
 
 def _stdlib_docstrings(root: Path) -> Iterator[tuple[str, str]]:
-    for f in sorted(root.rglob("*.py")):
+    from tqdm.auto import tqdm
+    files = sorted(root.rglob("*.py"))
+    for f in tqdm(files, desc="stdlib corpus (first run, cached after)", unit="file", disable=None, mininterval=1):
         rel = f.relative_to(root)
         if (rel.parts[0] in ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo")
                 or "test" in rel.parts):
@@ -170,12 +261,23 @@ def default_cache() -> Path:
     return Path(os.environ.get("SELFSUP_CACHE", Path.home() / ".cache" / "selfsup"))
 
 
-def split_documents(docs: list[Document], valid_fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
-    """Document-level split: no document's sentences appear on both sides."""
+def split_documents(docs: list[Document], valid_fraction: float, seed: int,
+                    what: str = "the corpus") -> tuple[list[Document], list[Document]]:
+    """Document-level split: no document's sentences appear on both sides. Both sides must hold a document."""
     import random
-    order = list(range(len(docs)))
+    if not 0 < valid_fraction < 1:
+        raise CorpusError(f"task.corpus.valid_fraction must lie between 0 and 1, not {valid_fraction}")
+    n = len(docs)
+    k = max(1, int(n * valid_fraction))
+    if n - k < 1:
+        chars = sum(len(s) for d in docs for s in d.sentences)
+        raise CorpusError(
+            f"{what} has {n} document{'s' * (n != 1)} ({chars:,} characters): holding out "
+            f"task.corpus.valid_fraction={valid_fraction} ({k} document{'s' * (k != 1)}) leaves {n - k} for "
+            "training. Cut it into more documents (task.corpus.split=paragraphs or chunks with a smaller "
+            "task.corpus.doc_chars) or add text.")
+    order = list(range(n))
     random.Random(seed).shuffle(order)
-    k = max(1, int(len(docs) * valid_fraction))
     return [docs[i] for i in order[k:]], [docs[i] for i in order[:k]]
 
 

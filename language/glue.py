@@ -1,4 +1,10 @@
-"""The `glue` task: finetune a BERT checkpoint on a GLUE-style TSV task read from a local folder.
+"""The `glue` task: finetune any exported text encoder on a GLUE-style TSV task read from a local folder.
+
+The model is ``AutoModelForSequenceClassification`` on ``task.init`` (a BERT, ELECTRA or data2vec export, or
+any local transformers folder with its tokenizer); ``task.pretrained=false`` keeps its architecture and
+tokenizer with random weights, the baseline that says what pretraining bought. Beside the finetuned
+model's dev score, a bag-of-words logistic regression trained on the same train split is scored on the
+same dev split (once per data folder, cached): the bar any encoder has to clear.
 
 Formats (as distributed by the GLUE benchmark): SST-2 (header `sentence	label`), CoLA (no header:
 source, label, original mark, sentence), MRPC (header `Quality	#1 ID	#2 ID	#1 String	#2 String`),
@@ -7,10 +13,13 @@ scored with its own metric: accuracy, Matthews correlation (CoLA), F1 and accura
 
     selfsup export bert --checkpoint runs/bert --out exports/bert       # a transformers folder
     selfsup train glue --preset tiny --set task.name=sst2 task.data_dir=glue/SST-2 task.init=exports/bert
+    selfsup train glue --preset tiny --set ... task.init=exports/bert task.pretrained=false   # random weights
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score, matthews_corrcoef
 from torch import nn
-from transformers import BertForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from selfsup.data import step_loader
+from selfsup.io import atomic_write_json
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 
-from .corpus import CorpusError
+from .corpus import CorpusError, default_cache
 from .tokenizer import TokenizerError, load_tokenizer
 
 # name -> (has header, text columns, label column, label map or None, metrics)
@@ -65,18 +75,41 @@ def read_glue_tsv(path: Path, name: str) -> tuple[list[tuple[str, ...]], list[in
     return texts, labels
 
 
+def scores_of(name: str, y: list[int], preds: list[int], num_labels: int) -> dict[str, float]:
+    """The task's metrics (accuracy, Matthews correlation for CoLA, F1 for MRPC) of predictions against labels."""
+    values = {"accuracy": sum(p == t for p, t in zip(preds, y)) / len(y),
+              "matthews_corr": float(matthews_corrcoef(y, preds)),
+              "f1": float(f1_score(y, preds)) if num_labels == 2 else float("nan")}
+    return {m: values[m] for m in FORMATS[name][4]}
+
+
+def bow_baseline(name: str, train: tuple[list, list], dev: tuple[list, list], num_labels: int) -> dict[str, float]:
+    """Bag-of-words (lower-cased unigram counts) logistic regression (C=1, fixed beforehand: nothing is tuned on
+    dev), trained on train and scored on dev; a pair's two texts share one bag, joined by a separator word."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    vec = CountVectorizer(lowercase=True)
+    x = vec.fit_transform([" xxsep ".join(t) for t in train[0]])
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(x, train[1])
+    preds = clf.predict(vec.transform([" xxsep ".join(t) for t in dev[0]])).tolist()
+    return scores_of(name, dev[1], preds, num_labels)
+
+
 @dataclass
 class GlueConfig:
     name: str = "sst2"          # sst2 | cola | mrpc | rte
     data_dir: str = ""          # folder with train.tsv and dev.tsv
-    init: str = ""              # a transformers BERT folder with its tokenizer (e.g. from `selfsup export bert`)
-    max_len: int = 128
+    init: str = ""              # a transformers folder with its tokenizer (`selfsup export bert`, any objective)
+    pretrained: bool = True     # false: init's architecture and tokenizer, random weights (the baseline)
+    bow_baseline: bool = True   # also score a bag-of-words logistic regression on the same train/dev split
+    max_len: int = 128          # longer inputs are truncated; batches are padded to their longest input
 
 
 class GlueTask:
     name = "glue"
     Config = GlueConfig
     presets = {
+        # minutes on 2 CPU cores on all of SST-2's 67k training sentences: the steps are capped, not the data
         "tiny": {"trainer": {"max_steps": 300, "batch_size": 32, "lr": 5e-4, "warmup_steps": 30, "weight_decay": 0.01,
                              "log_every": 25, "checkpoint_every": 300}},
         "bert-base": {"trainer": {"max_steps": 6000, "batch_size": 32, "lr": 2e-5, "warmup_steps": 600,
@@ -85,7 +118,7 @@ class GlueTask:
 
     def __init__(self, cfg: GlueConfig):
         if not cfg.init or not cfg.data_dir:
-            raise TokenizerError("glue needs task.init (a transformers BERT folder with its tokenizer, e.g. from "
+            raise TokenizerError("glue needs task.init (a transformers folder with its tokenizer, e.g. from "
                                  "`selfsup export bert`) and task.data_dir (with train.tsv and dev.tsv)")
         self.cfg = cfg
         self.tokenizer = load_tokenizer(cfg.init)
@@ -94,28 +127,39 @@ class GlueTask:
         self.num_labels = max(self.train_y + self.dev_y) + 1
 
     def build_model(self) -> nn.Module:
+        kw = dict(num_labels=self.num_labels, local_files_only=True, attn_implementation="sdpa")
         try:
-            return BertForSequenceClassification.from_pretrained(self.cfg.init, num_labels=self.num_labels,
-                                                                 local_files_only=True, attn_implementation="sdpa")
-        except (OSError, ValueError) as e:
-            raise TokenizerError(f"cannot load a BERT checkpoint from {self.cfg.init}: {e}") from None
+            if self.cfg.pretrained:
+                return AutoModelForSequenceClassification.from_pretrained(self.cfg.init, **kw)
+            config = AutoConfig.from_pretrained(self.cfg.init, num_labels=self.num_labels, local_files_only=True)
+            return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+        except (OSError, ValueError, KeyError) as e:
+            raise TokenizerError(f"cannot load a sequence classifier from {self.cfg.init}: "
+                                 f"{str(e).splitlines()[0]}") from None
 
-    def _encode(self, texts: list[tuple[str, ...]]) -> dict[str, torch.Tensor]:
+    def _encode(self, texts: list[tuple[str, ...]], padding="longest") -> dict[str, torch.Tensor]:
         cols = list(zip(*texts))
-        return dict(self.tokenizer(*cols, truncation=True, max_length=self.cfg.max_len, padding="max_length",
+        return dict(self.tokenizer(*cols, truncation=True, max_length=self.cfg.max_len, padding=padding,
                                    return_tensors="pt"))
 
     def _example(self, index: int, g: torch.Generator):
-        enc = self._encode([self.train_x[index]])
-        return {k: v[0] for k, v in enc.items()} | {"labels": torch.tensor(self.train_y[index])}
+        return index
+
+    def _collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A batch padded to its longest input: SST-2's median sentence is ~13 tokens, not max_len."""
+        return self._encode([self.train_x[i] for i in indices]) | {"labels": torch.tensor([self.train_y[i]
+                                                                                           for i in indices])}
 
     def train_batches(self, plan: BatchPlan):
-        return step_loader(len(self.train_x), self._example, plan)
+        return step_loader(len(self.train_x), self._example, plan, collate_fn=self._collate)
 
     def loss(self, model, batch):
         labels = batch["labels"]
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         return F.cross_entropy(logits.float(), labels), {"accuracy": (logits.argmax(-1) == labels).float().mean()}
+
+    def num_tokens(self, batch) -> int:
+        return int(batch["attention_mask"].sum())
 
     def evaluate(self, model, out_dir: Path) -> list[Score]:
         device = next(model.parameters()).device
@@ -123,9 +167,23 @@ class GlueTask:
         for i in range(0, len(self.dev_x), 128):
             enc = {k: v.to(device) for k, v in self._encode(self.dev_x[i:i + 128]).items()}
             preds += model(**enc).logits.argmax(-1).cpu().tolist()
-        y = self.dev_y
-        values = {"accuracy": sum(p == t for p, t in zip(preds, y)) / len(y),
-                  "matthews_corr": float(matthews_corrcoef(y, preds)),
-                  "f1": float(f1_score(y, preds)) if self.num_labels == 2 else float("nan")}
-        return [Score(f"glue-{self.cfg.name}", "dev", m, values[m], {"n": len(y), "init": self.cfg.init})
-                for m in FORMATS[self.cfg.name][4]]
+        ds, n = f"glue-{self.cfg.name}", len(self.dev_y)
+        extra = {"n": n, "init": self.cfg.init, "pretrained": self.cfg.pretrained}
+        scores = [Score(ds, "dev", m, v, extra) for m, v in scores_of(self.cfg.name, self.dev_y, preds,
+                                                                     self.num_labels).items()]
+        if self.cfg.bow_baseline:
+            scores += [Score(ds, "dev", f"bow_logreg_{m}", v, {"n": n, "features": "unigram counts", "C": 1.0})
+                       for m, v in self.bow_scores().items()]
+        return scores
+
+    def bow_scores(self) -> dict[str, float]:
+        """The bag-of-words baseline, computed once per (task, train.tsv, dev.tsv) and cached."""
+        h = hashlib.sha256(f"{self.cfg.name}|bow-v1".encode())
+        for split in ("train", "dev"):
+            h.update((Path(self.cfg.data_dir) / f"{split}.tsv").read_bytes())
+        cache = default_cache() / "glue-bow" / f"{h.hexdigest()[:16]}.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        values = bow_baseline(self.cfg.name, (self.train_x, self.train_y), (self.dev_x, self.dev_y), self.num_labels)
+        atomic_write_json(cache, values)
+        return values

@@ -19,10 +19,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from selfsup.data import sample_generator
-from selfsup.errors import UserError
 from selfsup.task import BatchPlan
 
-from .corpus import Document
+from .corpus import CorpusError, Document
 from .instances import Pair, tokenize_documents
 
 
@@ -51,7 +50,7 @@ def example_stream(open_docs: Callable[[], Iterable[Document]], make_pairs: Call
             produced |= bool(pairs)
             yield from pairs
         if not produced:
-            raise UserError("the streamed corpus produced no training examples; check task.corpus")
+            raise CorpusError("the streamed corpus produced no training examples")
 
 
 def streamed_batches(pairs: Iterator[Pair], to_example: Callable[[Pair, torch.Generator], dict],

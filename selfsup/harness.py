@@ -37,7 +37,14 @@ def evaluate(task, model: nn.Module, cfg: DictConfig, run_dir: Path, device: tor
 
 
 def model_from_checkpoint(task, ckpt: Path, use_ema: bool = False) -> nn.Module:
-    """The task's model with a checkpoint folder's (or its EMA) weights, names and shapes checked."""
+    """The task's model with a checkpoint folder's (or its EMA) weights, names and shapes checked.
+
+    Rank 0's task state is restored first: a task may need it to build its model without its data (e.g. the
+    tokenizer a text task trained on its corpus), and its evaluation may need it (e.g. RL's counters)."""
+    if hasattr(task, "load_state_dict") and (ckpt / "state.pt").is_file():
+        states = load_state(ckpt).get("task")
+        if states:
+            task.load_state_dict(states[0])
     model = task.build_model()
     weights = ckpt / ("ema.safetensors" if use_ema else "model.safetensors")
     model.load_state_dict(load_weights(weights, expected=model.state_dict()))
@@ -48,10 +55,6 @@ def evaluate_checkpoint(task, cfg: DictConfig, checkpoint: str | Path, run_dir: 
                         use_ema: bool = False) -> list[Result]:
     ckpt = resolve_checkpoint(checkpoint)
     model = model_from_checkpoint(task, ckpt, use_ema).to(device)
-    if hasattr(task, "load_state_dict"):   # rank 0's task state, as the run evaluated it (e.g. RL counters)
-        states = load_state(ckpt).get("task")
-        if states:
-            task.load_state_dict(states[0])
     meta = read_meta(ckpt)
     return evaluate(task, model, cfg, run_dir, device, step=meta.get("step"), throughput=meta.get("throughput"),
                     train_seconds=meta.get("train_seconds"))

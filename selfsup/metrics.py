@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop, sdpa_flop
 
 from . import distributed as D
 from .io import atomic_write_text
@@ -30,6 +30,19 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
         if key in name:
             return peak if precision in ("bf16", "fp16") else peak / 2  # tf32 is half the bf16 rate on these parts
     return None
+
+
+# torch's counter knows the CUDA attention kernels but not the CPU one (SDPA without dropout, e.g. any eval-mode
+# forward such as data2vec's teacher), which left attention out of CPU counts: count it with the same formulas.
+@register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
+def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop(query_shape, key_shape, value_shape)
+
+
+@register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)
+def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
+    return sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape)
 
 
 def count_training_flops(step_fn) -> int:

@@ -40,3 +40,25 @@ def run_cli(*args, env=None, timeout=300, torchrun=0):
 @pytest.fixture
 def tmp_run(tmp_path):
     return tmp_path / "run"
+
+
+# ---------------------------------------------------------------------------------------------- text tasks
+
+# a tiny encoder and evaluation for the `bert` task (any objective)
+TINY_TEXT = ["task.model.hidden_size=32", "task.model.num_layers=1", "task.model.num_heads=2",
+             "task.model.intermediate_size=64", "task.model.max_position=64", "task.max_len=32",
+             "task.max_predictions=5", "task.vocab_size=200", "task.dupe_factor=2", "task.eval.pppl_sentences=3",
+             "task.eval.probe_epochs=5", "task.corpus.valid_fraction=0.2", "trainer.batch_size=16",
+             "trainer.log_every=2", "trainer.lr=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    """A BERT-format corpus: 40 documents of four sentences, each about one of four animals."""
+    f = tmp_path_factory.mktemp("corpus") / "c.txt"
+    lines = []
+    for i in range(40):
+        lines += [f"Document {i} sentence {j} talks about the {['cat', 'dog', 'bird', 'fish'][i % 4]} near the river."
+                  for j in range(4)] + [""]
+    f.write_text("\n".join(lines))
+    return f

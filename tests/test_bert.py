@@ -9,7 +9,7 @@ from language.model import BertModelConfig, BertPretrainer, hf_config
 from language.task import BertTask
 from language.tokenizer import TokenizerError
 
-from conftest import make_cfg, run_cli, train
+from conftest import TINY_TEXT, make_cfg, run_cli, train
 
 CFG = BertModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position=64)
 
@@ -25,7 +25,7 @@ def random_batch(vocab=100, B=4, T=24, P=5, seed=0):
     return {"input_ids": ids, "token_type_ids": (torch.arange(T)[None] > lengths[:, None] // 2).long() * attention,
             "attention_mask": attention, "masked_positions": positions,
             "masked_ids": torch.randint(5, vocab, (B, P), generator=g), "masked_weights": weights,
-            "nsp_label": torch.tensor([0, 1, 1, 0])}
+            "pair_label": torch.tensor([0, 1, 1, 0])}
 
 
 def test_loss_equals_bert_for_pretraining():
@@ -40,9 +40,9 @@ def test_loss_equals_bert_for_pretraining():
             if w > 0:
                 labels[i, p] = t
     with torch.no_grad():
-        loss, mlm, nsp, _, _ = ours(**b)
+        loss, _ = ours(**b)
         out = peer(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=b["attention_mask"],
-                   labels=labels, next_sentence_label=b["nsp_label"])
+                   labels=labels, next_sentence_label=b["pair_label"])
     torch.testing.assert_close(loss, out.loss, rtol=1e-5, atol=1e-6)
     assert ours.hf.cls.predictions.decoder.weight is ours.hf.bert.embeddings.word_embeddings.weight   # tied
 
@@ -84,31 +84,18 @@ def corpus_lines():
             for w in (["cat", "dog", "bird", "fish"][i % 4],)]
 
 
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    f = tmp_path_factory.mktemp("corpus") / "c.txt"
-    lines = []
-    for i in range(40):
-        lines += [f"Document {i} sentence {j} talks about the {['cat', 'dog', 'bird', 'fish'][i % 4]} near the river."
-                  for j in range(4)] + [""]
-    f.write_text("\n".join(lines))
-    return f
-
-
-TINY = ["task.model.hidden_size=32", "task.model.num_layers=1", "task.model.num_heads=2",
-        "task.model.intermediate_size=64", "task.model.max_position=64", "task.max_len=32", "task.max_predictions=5",
-        "task.vocab_size=200", "task.dupe_factor=2", "task.eval.pppl_sentences=3", "task.eval.probe_epochs=5",
-        "task.corpus.valid_fraction=0.2", "trainer.batch_size=16", "trainer.log_every=2", "trainer.lr=1e-3"]
+TINY = TINY_TEXT
 
 
 def corpus_args(f):
     return ["task.corpus.format=bert", f"task.corpus.path={f}"]
 
 
-def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):
+def test_task_trains_reports_and_exports_without_its_corpus(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
-    run = tmp_path / "run"
-    train(BertTask, run, TINY + corpus_args(corpus_file) + ["trainer.max_steps=8", "trainer.checkpoint_every=8"])
+    run, corpus = tmp_path / "run", tmp_path / "corpus.txt"
+    corpus.write_text(corpus_file.read_text())
+    train(BertTask, run, TINY + corpus_args(corpus) + ["trainer.max_steps=8", "trainer.checkpoint_every=8"])
     rec = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert rec[-1]["loss"] < rec[0]["loss"] and rec[-1]["tokens_per_s"] > 0 and "nsp_acc" in rec[-1]
     res = {r["metric"]: r["value"] for r in json.loads((run / "results.json").read_text())}
@@ -116,13 +103,35 @@ def test_task_trains_and_reports(corpus_file, tmp_path, monkeypatch):
             "nsp_accuracy_majority_baseline"} <= set(res)
     assert 0.5 <= res["nsp_accuracy_majority_baseline"] <= 1
     assert 0 <= res["mlm_accuracy"] <= 1 and res["pseudo_perplexity"] > 1
-    # export through the CLI and load with plain transformers
+    # export through the CLI with the corpus gone and an empty cache: the tokenizer comes from the checkpoint
+    corpus.unlink()
     out = run_cli("export", "bert", "--checkpoint", str(run), "--out", str(tmp_path / "hf"),
-                  env={"SELFSUP_CACHE": str(tmp_path / "cache")})
+                  env={"SELFSUP_CACHE": str(tmp_path / "empty-cache")})
     assert out.returncode == 0, out.stderr[-2000:]
+    assert not (tmp_path / "empty-cache").exists()
     auto = BertForPreTraining.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
-    assert auto.config.vocab_size == len(tok)
+    assert auto.config.vocab_size == len(tok) and tok.model_max_length == 64
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / "hf").iterdir())
+    # fill-mask on an input longer than the model's positions: truncated to them, not a crash
+    from transformers import pipeline
+    fill = pipeline("fill-mask", model=str(tmp_path / "hf"), tokenizer=str(tmp_path / "hf"))
+    long = "the [MASK] sat near the river . " + "the dog talks about the fish near the river . " * 30
+    assert len(tok(long)["input_ids"]) > 300
+    assert len(fill(long, tokenizer_kwargs={"truncation": True})) == 5
+
+
+def test_pseudo_perplexity_is_not_reported_when_no_sentence_was_scored(corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    from selfsup.config import to_object
+    task = BertTask(to_object(make_cfg(BertTask, TINY + corpus_args(corpus_file))).task)
+    model = task.build_model().eval()
+    task.valid_ids = [[[7] * 40]]                       # one held-out sentence, longer than task.max_len
+    with pytest.warns(UserWarning, match="pseudo-perplexity not reported"):
+        assert task._pseudo_perplexity(model, torch.device("cpu"), "x") == []
+    task.valid_ids = [[[7] * 5, [8] * 6]]
+    (score,) = task._pseudo_perplexity(model, torch.device("cpu"), "x")
+    assert score.value > 1 and score.extra["tokens"] == 11
 
 
 def test_init_from_transformers_checkpoint_and_tokenizer_mismatch(corpus_file, tmp_path, tokenizer_dir, monkeypatch):
@@ -148,8 +157,8 @@ def test_mlm_only_packing(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     from selfsup.config import to_object
     task = BertTask(to_object(make_cfg(BertTask, TINY + corpus_args(corpus_file) + ["task.objective=mlm"])).task)
-    ex = task._example(0, torch.Generator().manual_seed(0))
-    assert ex["attention_mask"].all() and ex["nsp_label"] == -1        # full sequence, no NSP
+    ex = task.example(task._pairs(task.train_ids, 1)[0], torch.Generator().manual_seed(0))
+    assert ex["attention_mask"].all() and ex["pair_label"] == -1        # full sequence, no NSP
 
 
 def test_streaming_resume_equals_uninterrupted_and_matches_plan(corpus_file, tmp_path, monkeypatch):

@@ -57,3 +57,11 @@ def test_peak_table_and_mfu(monkeypatch):
     assert rec["samples_per_s"] == 12.0 and rec["tokens_per_s"] == 24.0
     assert rec["loss"] == 2.0 and rec["acc"] == 0.5               # loss over the applied steps only
     assert not window.due(3, 10) and window.due(4, 10) and window.due(7, 7)
+
+def test_cpu_attention_is_counted_like_cuda_attention():
+    """SDPA on a CPU without dropout runs a kernel torch's counter does not know; selfsup.metrics registers it."""
+    q = torch.randn(2, 2, 8, 4, requires_grad=True)
+    flops = metrics.count_training_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum()
+                                         .backward())
+    forward = 2 * (2 * 2 * 2 * 8 * 8 * 4)                     # QK^T and AV: 2 FLOPs per multiply-add
+    assert flops == forward + 2 * forward + forward // 2       # backward: dQ, dK, dV and the recomputed QK^T

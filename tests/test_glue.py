@@ -2,12 +2,13 @@
 import json
 
 import pytest
-from transformers import BertForPreTraining
+from transformers import BertForPreTraining, ElectraForSequenceClassification
 
 from language.corpus import CorpusError
 from language.glue import GlueTask, read_glue_tsv
 from language.model import BertModelConfig, hf_config
-from language.tokenizer import train_wordpiece
+from language.objectives.electra import ElectraPretrainer, ElectraSettings, hf_configs
+from language.tokenizer import load_tokenizer, train_wordpiece
 
 from conftest import train
 
@@ -63,11 +64,33 @@ def bert_dir(tmp_path_factory):
 @pytest.mark.parametrize("name,folder,metrics", [("sst2", "SST-2", {"accuracy"}),
                                                  ("cola", "CoLA", {"matthews_corr", "accuracy"}),
                                                  ("mrpc", "MRPC", {"f1", "accuracy"})])
-def test_finetune_writes_the_task_metric(glue_dir, bert_dir, tmp_path, name, folder, metrics):
+def test_finetune_writes_the_task_metric(glue_dir, bert_dir, tmp_path, name, folder, metrics, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     over = [f"task.name={name}", f"task.data_dir={glue_dir / folder}", f"task.init={bert_dir}", "task.max_len=16",
             "trainer.max_steps=30", "trainer.batch_size=16", "trainer.lr=3e-3"]
     train(GlueTask, tmp_path / "run", over)
     res = {r["metric"]: r["value"] for r in json.loads((tmp_path / "run" / "results.json").read_text())}
-    assert set(res) == metrics
+    assert set(res) == metrics | {f"bow_logreg_{m}" for m in metrics}
     if name == "sst2":
         assert res["accuracy"] > 0.9                     # the sentiment word decides the label: learnable
+        assert res["bow_logreg_accuracy"] == 1.0         # and a bag of words sees it too
+        assert len(list((tmp_path / "cache" / "glue-bow").iterdir())) == 1      # computed once, cached
+
+
+def test_any_export_finetunes_and_random_weights_are_the_baseline(glue_dir, bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    cfg = BertModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position=64)
+    tok = load_tokenizer(bert_dir)
+    model = ElectraPretrainer(*hf_configs(cfg, ElectraSettings(), len(tok)), ElectraSettings())
+    model.discriminator.save_pretrained(str(tmp_path / "electra"))
+    tok.save_pretrained(str(tmp_path / "electra"))
+    over = ["task.name=sst2", f"task.data_dir={glue_dir / 'SST-2'}", f"task.init={tmp_path / 'electra'}",
+            "trainer.max_steps=2", "trainer.batch_size=8"]
+    out = train(GlueTask, tmp_path / "run", over)
+    assert isinstance(out["model"], ElectraForSequenceClassification)
+    emb = out["model"].electra.embeddings.word_embeddings.weight
+    rand = train(GlueTask, tmp_path / "rand", over + ["task.pretrained=false", "trainer.max_steps=0"])["model"]
+    assert isinstance(rand, ElectraForSequenceClassification) and rand.config.hidden_size == 32
+    fresh = model.discriminator.electra.embeddings.word_embeddings.weight
+    assert (rand.electra.embeddings.word_embeddings.weight - fresh).abs().max() > 1e-3     # not the export's weights
+    assert (emb - fresh).abs().max() < 0.1                                                 # 2 small steps from them
