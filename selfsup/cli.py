@@ -71,7 +71,8 @@ def cmd_export(args) -> int:
     if not hasattr(task, "export"):
         raise ValueError(f"task '{args.task}' has no export format")
     model = model_from_checkpoint(task, ckpt, args.ema)
-    print(f"exported {ckpt} to {task.export(model.eval(), Path(args.out))}")
+    fmt = {"fmt": args.format} if args.format else {}          # else the task's default format
+    print(f"exported {ckpt} to {task.export(model.eval(), Path(args.out), **fmt)}")
     return 0
 
 
@@ -116,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", required=True, help="checkpoint folder, or a run folder (its latest checkpoint)")
     x.add_argument("--out", required=True, help="folder to write")
     x.add_argument("--ema", action="store_true", help="export the EMA weights")
+    x.add_argument("--format", default="", help="the task's export formats, e.g. timm (default) | hf for mae/simmim")
     x.set_defaults(fn=cmd_export, preset=None, config=None, set=[])
 
     from importlib.metadata import entry_points
