@@ -45,12 +45,13 @@ class Suite:
 
 def mae_suite(size: str, batch_size: int, device: torch.device) -> Suite:
     from vision.interop import to_hf
-    from vision.mae import MAE, MAEConfig
-    from vision.task import TINY, VIT_B16
-    cfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
-    ours = MAE(cfg)
+    from vision.mae import MAE, MAEConfig, MAETask
+    from vision.vit import ViTConfig
+    preset = MAETask.presets["tiny" if size == "tiny" else "vit-b16"]["task"]   # the presets' architectures
+    vit = ViTConfig(**preset["vit"])
+    ours = MAE(vit, MAEConfig(**preset["mae"]))
     peer = to_hf(ours).train()           # same weights, transformers' ViTMAEForPreTraining with SDPA
-    x = torch.randn(batch_size, 3, cfg.img_size, cfg.img_size, device=device)
+    x = torch.randn(batch_size, 3, vit.img_size, vit.img_size, device=device)
     return Suite("img", x, batch_size, 1, [
         Contender("selfsup MAE", ours, lambda m, b: m(b)[0]),
         Contender("transformers ViTMAEForPreTraining", peer, lambda m, b: m(pixel_values=b).loss),
@@ -96,10 +97,9 @@ def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: i
 
     from language.model import BertModelConfig, hf_config
     from multimodal.model import Captioner
+    from vision import vit as V
     from vision.encoder import ViTEncoder
-    from vision.mae import MAEConfig
-    from vision.task import TINY, VIT_B16
-    vcfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
+    vcfg = V.ViTConfig(**V.vit_size("tiny" if size == "tiny" else "b16"))
     tcfg = BertModelConfig() if size == "tiny" else BertModelConfig(768, 12, 12, 3072, 512)
     vocab, length = (1000, 20) if size == "tiny" else (30522, 30)
     dec_cfg = hf_config(tcfg, vocab)

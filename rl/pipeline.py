@@ -36,7 +36,7 @@ def in_domain_mae(frames: str) -> tuple[str, ...]:
     """`mae` overrides for pretraining on a folder of env frames: one 8-px patch per MiniGrid tile, frames kept
     at their 56 px, milder crops than MAE's 0.2 (a gridworld's layout is the signal), per-patch normalised
     targets (the recipe the RL figures in RESULTS.md were measured with)."""
-    return (*(f"task.model.{k}={v}" for k, v in MINIGRID_VIT.items()), "task.model.norm_pix_loss=true",
+    return (*(f"task.vit.{k}={v}" for k, v in MINIGRID_VIT.items()), "task.mae.norm_pix_loss=true",
             "task.data.source=folder", f"task.data.path={frames}", f"task.data.store_size={MINIGRID_VIT['img_size']}",
             "task.min_crop_scale=0.5")
 
@@ -89,7 +89,7 @@ def run_stage(task_cls, preset: str, overrides: list[str], run_dir: Path) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vision.task import MAETask
+    from vision.mae import MAETask
     p = argparse.ArgumentParser(prog="selfsup rl-pretrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for frames/, mae/ and ppo/")
     p.add_argument("--env", default="MiniGrid-Empty-5x5-v0", help="gymnasium env id (pixels)")
