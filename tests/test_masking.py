@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from selfsup.config import ConfigError
 from vision.masking import block_mask, gather_visible, inverse_block_mask, patchify, restore, unpatchify
 from vision.vit import VIT_SIZES, ViTConfig, build_vit, check, vit_size
 
@@ -64,7 +65,7 @@ def test_named_sizes_build_and_bad_configs_are_clear():
     vit = build_vit(ViTConfig(**vit_size("tiny")))
     assert vit.patch_embed.num_patches == 64 and len(vit.blocks) == 4 and vit.embed_dim == 128
     assert not vit.pos_embed.requires_grad
-    with pytest.raises(KeyError, match="choose one of"):
+    with pytest.raises(ConfigError, match="choose one of"):
         vit_size("huge")
     with pytest.raises(ValueError, match="multiple of vit.patch_size"):
         check(ViTConfig(img_size=30, patch_size=4))

@@ -25,6 +25,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from selfsup.config import ConfigError
 from selfsup.teacher import EMATeacher, TeacherConfig, clone_batch, regression_loss
 
 from .masking import gather_visible, inverse_block_mask, restore
@@ -45,7 +46,8 @@ class Data2VecConfig:
     decoder_layers: int = 6          # conv + layer norm + GELU blocks, each with a residual (paper: 6)
     decoder_kernel: int = 3          # odd kernel side (paper: 3)
     decoder_groups: int = 16         # grouped convolutions (paper: 16)
-    cls_loss: float = 0.01           # weight of the CLS-to-mean-target loss per sample (paper: 0.01, see below)
+    cls_loss: float = 2.56           # weight of the CLS-to-mean-target loss, averaged over samples (paper: 0.01 summed
+                                     # over its 16 x 16 samples per GPU = 2.56 averaged; see Data2Vec.forward)
     end_of_block_targets: bool = False  # average block outputs instead of FFN outputs (paper: false)
 
 
@@ -56,9 +58,9 @@ class ConvDecoder(nn.Module):
     def __init__(self, dim: int, cfg: Data2VecConfig, grid: int):
         super().__init__()
         if cfg.decoder_kernel % 2 == 0:
-            raise ValueError(f"data2vec.decoder_kernel must be odd, not {cfg.decoder_kernel}")
+            raise ConfigError(f"data2vec.decoder_kernel must be odd, not {cfg.decoder_kernel}")
         if dim % cfg.decoder_groups or cfg.decoder_dim % cfg.decoder_groups:
-            raise ValueError(f"data2vec.decoder_groups={cfg.decoder_groups} must divide vit.embed_dim={dim} and "
+            raise ConfigError(f"data2vec.decoder_groups={cfg.decoder_groups} must divide vit.embed_dim={dim} and "
                              f"data2vec.decoder_dim={cfg.decoder_dim}")
         self.grid = grid
         self.convs = nn.ModuleList(
@@ -94,7 +96,10 @@ class Data2Vec(nn.Module):
     def __init__(self, vit: ViTConfig, cfg: Data2VecConfig):
         super().__init__()
         if not 1 <= cfg.teacher.top_k <= vit.depth:
-            raise ValueError(f"data2vec.teacher.top_k={cfg.teacher.top_k} must be between 1 and vit.depth={vit.depth}")
+            raise ConfigError(f"data2vec.teacher.top_k={cfg.teacher.top_k} must be between 1 and vit.depth={vit.depth}")
+        if not 2 <= cfg.mask_block <= vit.grid or cfg.teacher.final_norm not in ("none", "layer", "instance"):
+            raise ConfigError(f"data2vec.mask_block={cfg.mask_block} must be between 2 and the grid side {vit.grid}, "
+                              f"data2vec.teacher.final_norm one of none, layer, instance")
         self.vit_cfg, self.cfg = vit, cfg
         self.encoder = build_vit(vit)                                               # the student
         self.decoder = ConvDecoder(vit.embed_dim, cfg, vit.grid)
@@ -131,9 +136,9 @@ class Data2Vec(nn.Module):
         metrics = {"loss_regression": loss.detach()}
         if cfg.cls_loss > 0:
             # fairseq weights the CLS loss by cls_loss * (hidden patches in the batch) and sums it over samples
-            # before dividing everything by the hidden-patch count: cls_loss per sample, summed. We take the
-            # mean over samples instead, so the weight does not grow with the batch: the paper's 0.01 at 16
-            # images x 16 masks per GPU is 0.01 * 256 = 2.56 here (the vit-b16 preset's value).
+            # before dividing everything by the hidden-patch count: cls_loss per sample, summed over a GPU's
+            # batch. We take the mean over samples, so the weight does not grow with the batch: the paper's
+            # 0.01 at 16 images x 16 masks per GPU is 0.01 * 256 = 2.56 here.
             cls = regression_loss(h[:, 0], clone_batch(y.mean(1), M), tcfg.loss_scale).mean()
             loss = loss + cfg.cls_loss * cls
             metrics["loss_cls"] = cls.detach()
@@ -175,12 +180,11 @@ class Data2VecTask(MIMTask):
         # The paper's ViT-B recipe (fairseq config/v2/base_images_only_task.yaml): 16 images x 16 masks on each of
         # 16 GPUs (batch 256 images), Adam (0.9, 0.95), lr 1e-3, wd 0.05, cosine with 50,040 warmup updates of
         # 375,300, grad clip 4, EMA 0.9998 -> 0.99999 over 100k updates, top 10 of 12 blocks, mask 0.8 with 3x3
-        # blocks (+0.07), conv decoder 6x768 (kernel 3, 16 groups), CLS loss 0.01 (x256, see Data2Vec.forward).
+        # blocks (+0.07), conv decoder 6x768 (kernel 3, 16 groups), CLS loss 0.01 (x256: see Data2Vec.forward).
         "vit-b16": {"trainer": {"max_steps": 375_300, "batch_size": 256, "lr": 1e-3, "warmup_steps": 50_040,
                                 "weight_decay": 0.05, "beta2": 0.95, "grad_clip": 4.0, "log_every": 50,
                                 "checkpoint_every": 2000, "num_workers": 8},
-                    "task": {"vit": vit_size("b16"), "data2vec": {"cls_loss": 2.56},
-                             "data": {"num_train": 50_000, "num_test": 5000}}},
+                    "task": {"vit": vit_size("b16"), "data": {"num_train": 50_000, "num_test": 5000}}},
     }
 
     def build_model(self) -> nn.Module:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.config import ConfigError
 from selfsup.data import step_loader
 from selfsup.results import Score
 from selfsup.task import BatchPlan
@@ -36,7 +37,7 @@ class Classifier(nn.Module):
     def __init__(self, encoder: ViTEncoder, num_classes: int, pool: str):
         super().__init__()
         if pool not in ("cls", "mean"):
-            raise ValueError(f"task.pool must be cls or mean, not '{pool}'")
+            raise ConfigError(f"task.pool must be cls or mean, not '{pool}'")
         self.encoder, self.pool = encoder, pool
         self.fc_norm = nn.LayerNorm(encoder.embed_dim, eps=1e-6)
         self.head = nn.Linear(encoder.embed_dim, num_classes)
@@ -70,7 +71,7 @@ class FinetuneTask(LazyImageData):
     def load_sets(self):
         train, test = super().load_sets()
         if train.labels is None:
-            raise ValueError("finetuning needs labels: task.data.source=folder has none")
+            raise ConfigError("finetuning needs labels: task.data.source=folder has none")
         return train, test
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from selfsup.config import ConfigError
 from selfsup.data import step_loader
 from selfsup.probes import probe_scores
 from selfsup.results import Score
@@ -163,11 +164,11 @@ class MIMTask(LazyImageData):
         """timm: the encoder (model.safetensors, config.json, encoder.json; see ViTEncoder.export_timm);
         hf: the whole pretraining model as transformers' class for this method (save_pretrained)."""
         if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"unknown export format '{fmt}'; choose one of {', '.join(EXPORT_FORMATS)}")
+            raise ConfigError(f"unknown export format '{fmt}'; choose one of {', '.join(EXPORT_FORMATS)}")
         if fmt == "timm":
             return ViTEncoder(self.cfg.vit, model.encoder).export_timm(out_dir, method=self.name)
         hf = self.to_hf(model)
         if hf is None:
-            raise ValueError(f"'{self.name}' has no transformers counterpart to export to; use --format timm")
+            raise ConfigError(f"'{self.name}' has no transformers counterpart to export to; use --format timm")
         from .interop import save_hf
         return save_hf(hf.eval(), out_dir)

@@ -17,6 +17,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from selfsup.config import ConfigError
+
 from .masking import sincos_pos_embed
 
 
@@ -54,15 +56,15 @@ VIT_SIZES: dict[str, dict] = {
 def vit_size(name: str) -> dict:
     """A named size's fields (for presets and ``ViTConfig(**vit_size(name))``)."""
     if name not in VIT_SIZES:
-        raise KeyError(f"unknown ViT size '{name}'; choose one of {', '.join(VIT_SIZES)}")
+        raise ConfigError(f"unknown ViT size '{name}'; choose one of {', '.join(VIT_SIZES)}")
     return dict(VIT_SIZES[name])
 
 
 def check(cfg: ViTConfig) -> None:
     if cfg.img_size % cfg.patch_size:
-        raise ValueError(f"vit.img_size={cfg.img_size} must be a multiple of vit.patch_size={cfg.patch_size}")
+        raise ConfigError(f"vit.img_size={cfg.img_size} must be a multiple of vit.patch_size={cfg.patch_size}")
     if cfg.embed_dim % cfg.num_heads or cfg.embed_dim % 4:
-        raise ValueError(f"vit.embed_dim={cfg.embed_dim} must be a multiple of vit.num_heads={cfg.num_heads} "
+        raise ConfigError(f"vit.embed_dim={cfg.embed_dim} must be a multiple of vit.num_heads={cfg.num_heads} "
                          "and of 4 (2-D sin-cos position embeddings)")
 
 
