@@ -1,6 +1,7 @@
 """The vision tasks end to end on the trainer (tiny sizes): each MIM method trains, resumes exactly, exports to
 timm and is read back as an encoder; MAE's evaluation (probes, figure) and finetuning."""
 import json
+import shutil
 
 import pytest
 import timm
@@ -143,7 +144,6 @@ def test_old_runs_and_exports_still_load(mae_run, tmp_path):
     old = tmp_path / "old-run"
     ckpt = latest_checkpoint(run / "checkpoints")
     (old / "checkpoints").mkdir(parents=True)
-    import shutil
     shutil.copytree(ckpt, old / "checkpoints" / ckpt.name)
     flat = {"img_size": 16, "patch_size": 4, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2,
             "mlp_ratio": 4.0, "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2,
@@ -177,7 +177,6 @@ def test_export_and_eval_decode_no_training_image_unless_asked(tmp_path):
     run = tmp_path / "run"
     train(MAETask, run, MICRO + ["task.data.source=imagefolder", f"task.data.path={root}", "trainer.max_steps=2",
                                  "trainer.batch_size=8", "trainer.eval_at_end=false"])
-    shutil = __import__("shutil")
     shutil.rmtree(root)
     assert main(["export", "mae", "--checkpoint", str(run), "--out", str(tmp_path / "x")]) == 0
     assert (tmp_path / "x" / "config.json").is_file()
