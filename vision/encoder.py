@@ -33,12 +33,24 @@ EXPORT_FORMAT = 2   # encoder.json: {"format": 2, "vit": ViTConfig, "method": ..
 
 @dataclass(frozen=True)
 class Preprocess:
-    """What an image must go through before ``forward``: the encoder's contract with its data."""
-    input_size: int                              # square side in pixels
+    """What an image must go through before ``forward``: the encoder's contract with its data. The fields are those
+    of ``selfsup.encoders.ImagePreprocess`` (the encoder-spec engineer's shared type), which replaces this class
+    when the branches meet."""
+    input_size: tuple[int, int]                  # (H, W)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    resize_size: tuple[int, int] = (0, 0)        # evaluation: the shorter side resized to this, then centre-cropped
+    resize_mode: str = "shortest"
     interpolation: str = INTERPOLATION
-    crop_pct: float = EVAL_CROP                  # evaluation: resize to input_size / crop_pct, centre-crop
+    crop_pct: float = EVAL_CROP                  # timm's crop_pct: input_size / resize_size, as configured
+
+
+def preprocess_for(cfg: ViTConfig) -> Preprocess:
+    """Our evaluation view (transforms.eval_view: shorter side to size / 0.875, bilinear, centre crop) and
+    ImageNet normalisation, at the encoder's input size."""
+    s = cfg.img_size
+    return Preprocess((s, s), IMAGENET_MEAN, IMAGENET_STD, (int(s / EVAL_CROP),) * 2, "shortest", INTERPOLATION,
+                      crop_pct=EVAL_CROP)
 
 
 def vit_config_from(d: dict) -> ViTConfig:
@@ -86,7 +98,7 @@ class ViTEncoder(nn.Module):
         self.vit = vit if vit is not None else build_vit(cfg)
         self.embed_dim = cfg.embed_dim
         self.num_patches = self.vit.patch_embed.num_patches
-        self.preprocess = Preprocess(cfg.img_size)
+        self.preprocess = preprocess_for(cfg)
 
     # ---------------------------------------------------------------- loading
 
@@ -129,7 +141,7 @@ class ViTEncoder(nn.Module):
                                   pretrained_cfg_overlay={"tag": tag, "license": None})
         model.load_state_dict(self.vit.state_dict())
         p = self.preprocess
-        data = {"input_size": (self.cfg.in_chans, p.input_size, p.input_size), "mean": p.mean, "std": p.std,
+        data = {"input_size": (self.cfg.in_chans, *p.input_size), "mean": p.mean, "std": p.std,
                 "interpolation": p.interpolation, "crop_pct": p.crop_pct, "crop_mode": "center"}
         atomic_write(out / "model.safetensors", lambda f: save_weights(self.vit.state_dict(), f))
         atomic_write(out / "config.json", lambda f: save_config_for_hf(model, str(f), data_config=data))
