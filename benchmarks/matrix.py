@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from selfsup.errors import UserError
 
-class SuiteError(ValueError):
+
+class SuiteError(UserError, ValueError):
     """A suite definition that cannot be planned (a user error: the message names what to fix)."""
 
 

@@ -33,7 +33,6 @@ from vision import sources
 from vision.encoder import ViTEncoder
 from vision.features import extract_features
 from vision.scenes import num_classes
-from vision.transforms import eval_view
 
 from .throughput import publish
 
@@ -80,15 +79,15 @@ def main() -> None:
     size = encoders[0].cfg.img_size if encoders else args.size
     train, test = sources.load(sources.ImageDataConfig(), size)
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
-    rows["chance"].append({f"neighbours sharing {a}": (torch.bincount(train.attributes[a]).float() / len(train.images))
+    rows["chance"].append({f"neighbours sharing {a}": (torch.bincount(train.attributes[a]).float() / len(train))
                            .pow(2).sum().item() for a in SHARED})    # two random scenes agree
-    pixels = train.images.flatten(1).float() / 255, test.images.flatten(1).float() / 255
+    pixels = tuple(s.take(torch.arange(len(s))).flatten(1).float() / 255 for s in (train, test))
     rows["raw pixels"].append({**diagnose(*pixels, train.attributes, test.attributes, args.epochs),
                                **shared(*pixels, train.attributes, test.attributes)})
     for seed, enc in enumerate(encoders):
         torch.manual_seed(seed)
         for name, e in (("ViT, random weights", ViTEncoder.random(enc.cfg)), ("ViT, MAE-pretrained", enc)):
-            f_train, f_test = (extract_features(e, eval_view(s.images, size))[args.pool] for s in (train, test))
+            f_train, f_test = (extract_features(e, s, None, size)[args.pool] for s in (train, test))
             rows[name].append({**diagnose(f_train, f_test, train.attributes, test.attributes, args.epochs),
                                **shared(f_train, f_test, train.attributes, test.attributes)})
             print(name, seed, {k: round(v, 3) for k, v in rows[name][-1].items()}, flush=True)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.throughput --suite mae --size tiny                   # CPU, fp32
     python -m benchmarks.throughput --suite mae --size base --device cuda --compile --batch 256
+    python -m benchmarks.throughput --suite mim --size tiny --batch 256       # MAE vs SimMIM vs data2vec 2.0 steps
     ... --write benchmarks/RESULTS.md                                         # record the figures
 
 Both sides run the same config, batch, optimizer (AdamW, fused on CUDA) and precision in one
@@ -41,16 +42,19 @@ class Suite:
     tokens_per_sample: int            # for tokens/s (1 for images)
     contenders: list[Contender]
     train: bool = True                # False: time the callable under no_grad (decoding), no optimizer
+    same_work: bool = True            # contenders compute the same thing (one FLOP count for all); False: methods
+                                      # that differ (mim), each counted on its own
 
 
 def mae_suite(size: str, batch_size: int, device: torch.device) -> Suite:
     from vision.interop import to_hf
-    from vision.mae import MAE, MAEConfig
-    from vision.task import TINY, VIT_B16
-    cfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
-    ours = MAE(cfg)
+    from vision.mae import MAE, MAEConfig, MAETask
+    from vision.vit import ViTConfig
+    preset = MAETask.presets["tiny" if size == "tiny" else "vit-b16"]["task"]   # the presets' architectures
+    vit = ViTConfig(**preset["vit"])
+    ours = MAE(vit, MAEConfig(**preset["mae"]))
     peer = to_hf(ours).train()           # same weights, transformers' ViTMAEForPreTraining with SDPA
-    x = torch.randn(batch_size, 3, cfg.img_size, cfg.img_size, device=device)
+    x = torch.randn(batch_size, 3, vit.img_size, vit.img_size, device=device)
     return Suite("img", x, batch_size, 1, [
         Contender("selfsup MAE", ours, lambda m, b: m(b)[0]),
         Contender("transformers ViTMAEForPreTraining", peer, lambda m, b: m(pixel_values=b).loss),
@@ -96,10 +100,9 @@ def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: i
 
     from language.model import BertModelConfig, hf_config
     from multimodal.model import Captioner
+    from vision import vit as V
     from vision.encoder import ViTEncoder
-    from vision.mae import MAEConfig
-    from vision.task import TINY, VIT_B16
-    vcfg = MAEConfig(**(TINY if size == "tiny" else VIT_B16))
+    vcfg = V.ViTConfig(**V.vit_size("tiny" if size == "tiny" else "b16"))
     tcfg = BertModelConfig() if size == "tiny" else BertModelConfig(768, 12, 12, 3072, 512)
     vocab, length = (1000, 20) if size == "tiny" else (30522, 30)
     dec_cfg = hf_config(tcfg, vocab)
@@ -124,7 +127,25 @@ def caption_suite(size: str, batch_size: int, device: torch.device, num_beams: i
     ], train=False)
 
 
-SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite}
+def mim_suite(size: str, batch_size: int, device: torch.device) -> Suite:
+    """The masked-image-modeling methods at their presets (tiny: the same ViT and batch; base: the vit-b16
+    recipes), one training step each on the same images: what a minute buys with each method. data2vec's step
+    includes its teacher's forward and EMA update and its M masked copies per image."""
+    from selfsup.config import resolve, to_object
+    from vision.data2vec import Data2VecTask
+    from vision.mae import MAETask
+    from vision.simmim import SimMIMTask
+    preset = "tiny" if size == "tiny" else "vit-b16"
+    contenders, img = [], 0
+    for cls in (MAETask, SimMIMTask, Data2VecTask):
+        task = cls(to_object(resolve(cls.Config, cls.presets, preset=preset)).task)   # builds no data
+        contenders.append(Contender(f"selfsup {cls.name}", task.build_model(), lambda m, b: m(b)[0]))
+        img = task.cfg.vit.img_size
+    x = torch.randn(batch_size, 3, img, img, device=device)
+    return Suite("img", x, batch_size, 1, contenders, same_work=False)
+
+
+SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite, "mim": mim_suite}
 
 
 def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:
@@ -158,7 +179,7 @@ def measure(suite: Suite, device: torch.device, precision: str, compile: bool, s
         t = statistics.median(times[name])
         sps = suite.batch_size / t
         # MFU uses our FLOP count for both sides: the same function, so the same useful work
-        useful = flops0 or flops
+        useful = (flops0 or flops) if suite.same_work else flops
         rows.append({"name": name, "step_s": t, "samples_per_s": sps, "tokens_per_s": sps * suite.tokens_per_sample,
                      "tflops": useful / t / 1e12 if useful else None,
                      "mfu": useful / t / peak if (useful and peak) else None,
@@ -212,7 +233,8 @@ def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.dev
              f"--device {args.device} "
              f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}"
              f"{f' --beams {args.beams}' if args.suite == 'caption' else ''}`", "",
-             f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | ours ÷ this |", "|---|---|---|---|---|---|"]
+             f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | {rows[0].get('first', 'ours')} ÷ this |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         tf = f"{r['tflops']:.3f}" if r["tflops"] else "-"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "-"
@@ -297,6 +319,9 @@ def main(argv=None) -> None:
     extra = {"num_beams": args.beams} if args.suite == "caption" else {}
     suite = SUITES[args.suite](args.size, args.batch, device, **extra)
     rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)
+    if not suite.same_work:
+        for r in rows:
+            r["first"] = rows[0]["name"]
     key = (f"{args.suite}-{args.size}-{device.type}-{precision}{'-compiled' if args.compile else ''}"
            f"{f'-beam{args.beams}' if args.suite == 'caption' else ''}")
     publish(render(rows, args.suite, suite.unit, args, device, precision), args.write, key)

@@ -18,9 +18,9 @@ from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
 from vision.data import image_folder
-from vision.mae import MAEConfig
-from vision.task import TINY, VIT_B16, ProbeConfig, encoder_probes
+from vision.mim import ProbeConfig, encoder_probes
 from vision.transforms import eval_view, random_resized_crop
+from vision.vit import ViTConfig, vit_size
 
 from . import data as D
 from .clip import CLIP, LOSSES, build_loss
@@ -48,7 +48,7 @@ class ClipTaskConfig:
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     eval: ClipEvalConfig = field(default_factory=ClipEvalConfig)
     vision_init: str = ""         # a run / checkpoint / export of any of our vision methods; "" = random ViT
-    vision_model: MAEConfig = field(default_factory=lambda: MAEConfig(**TINY))   # architecture when vision_init is ""
+    vision_model: ViTConfig = field(default_factory=lambda: ViTConfig(**vit_size("tiny")))  # when vision_init is ""
     vision_mode: str = "finetune" # frozen | finetune | llrd (finetune with layer-wise LR decay)
     vision_lr_scale: float = 1.0  # the image tower's LR relative to trainer.lr
     image_pool: str = "cls"       # cls (CLIP's class token) | mean (of the patch tokens): the feature projected
@@ -89,7 +89,7 @@ class ClipTask:
         "base": {"trainer": {"max_steps": 30_000, "batch_size": 1024, "lr": 5e-4, "warmup_steps": 2000,
                              "weight_decay": 0.2, "beta2": 0.98, "eps": 1e-6, "log_every": 100,
                              "checkpoint_every": 5000, "num_workers": 8},
-                 "task": {"vision_model": VIT_B16, "embed_dim": 512, "max_len": 64, "vocab_size": 8000,
+                 "task": {"vision_model": vit_size("b16"), "embed_dim": 512, "max_len": 64, "vocab_size": 8000,
                           "text_model": {"hidden_size": 512, "num_layers": 12, "num_heads": 8,
                                          "intermediate_size": 2048},
                           "eval": {"max_images": 5000}}},

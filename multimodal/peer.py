@@ -14,7 +14,7 @@ from transformers import BertLMHeadModel, VisionEncoderDecoderModel
 
 from vision.encoder import ViTEncoder
 from vision.interop import to_hf
-from vision.mae import MAE
+from vision.mae import MAE, MAEConfig
 from vision.transforms import normalize
 
 from .model import decoding_kwargs
@@ -25,7 +25,7 @@ class HFCaptioner(nn.Module):
 
     def __init__(self, encoder: ViTEncoder, decoder: BertLMHeadModel):
         super().__init__()
-        mae = MAE(encoder.cfg)
+        mae = MAE(encoder.cfg, MAEConfig())
         mae.encoder.load_state_dict(encoder.vit.state_dict())
         vit = to_hf(mae).vit
         vit.config.mask_ratio = 0.0

@@ -19,8 +19,7 @@ from selfsup.optim import default_param_groups
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
-from vision.mae import MAEConfig
-from vision.task import TINY
+from vision.vit import ViTConfig, vit_size
 
 from . import data as D
 from .data import CaptionDataConfig
@@ -45,7 +44,7 @@ class CaptionTaskConfig:
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     eval: CaptionEvalConfig = field(default_factory=CaptionEvalConfig)
     vision_init: str = ""         # an MAE run / checkpoint / encoder export; "" = random ViT (the baseline)
-    vision_model: MAEConfig = field(default_factory=lambda: MAEConfig(**TINY))   # architecture when vision_init is ""
+    vision_model: ViTConfig = field(default_factory=lambda: ViTConfig(**vit_size("tiny")))  # when vision_init is ""
     vision_mode: str = "finetune" # frozen | finetune | llrd (finetune with layer-wise LR decay)
     layer_decay: float = 0.75
     text_init: str = ""           # a transformers BERT folder with its tokenizer (`selfsup export bert`)

@@ -25,7 +25,7 @@ from language.tokenizer import corpus_tokenizer, load_tokenizer
 from selfsup.errors import UserError
 from selfsup.optim import layer_decay_groups
 from vision.encoder import ViTEncoder
-from vision.mae import MAEConfig
+from vision.vit import ViTConfig
 
 TOWER_MODES = ("frozen", "finetune", "llrd")
 
@@ -34,7 +34,7 @@ class TowerError(UserError, ValueError):
     """A text or image tower that cannot be built from what the config names."""
 
 
-def image_tower(init: str, arch: MAEConfig) -> ViTEncoder:
+def image_tower(init: str, arch: ViTConfig) -> ViTEncoder:
     """A run, checkpoint or export of any of our vision methods; "" = ``arch`` with random weights (the baseline)."""
     return ViTEncoder.from_checkpoint(init) if init else ViTEncoder.random(arch)
 
@@ -44,7 +44,7 @@ class ImageTowerSource:
     per ``build()`` — a copy of the pretrained weights, or random weights drawn then, after the trainer has seeded, so
     that trainer.seed sets them and every rank and every arm of a comparison starts from the same ones."""
 
-    def __init__(self, init: str, arch: MAEConfig):
+    def __init__(self, init: str, arch: ViTConfig):
         self.init, self.arch = init, arch
         self.pretrained = image_tower(init, arch) if init else None
 

@@ -33,13 +33,18 @@ from .envs import EnvConfig, make_vector_env
 from .task import MINIGRID_VIT, PPOTask
 
 
+def in_domain_vit(frames: str) -> tuple[str, ...]:
+    """Overrides for any vision method (`mae`, `simmim`, `data2vec`) pretraining on a folder of env frames: one
+    8-px patch per MiniGrid tile, frames kept at their 56 px, milder crops than MAE's 0.2 (a gridworld's layout
+    is the signal)."""
+    return (*(f"task.vit.{k}={v}" for k, v in MINIGRID_VIT.items()), "task.data.source=folder",
+            f"task.data.path={frames}", f"task.data.store_size={MINIGRID_VIT['img_size']}", "task.min_crop_scale=0.5")
+
+
 def in_domain_mae(frames: str) -> tuple[str, ...]:
-    """`mae` overrides for pretraining on a folder of env frames: one 8-px patch per MiniGrid tile, frames kept
-    at their 56 px, milder crops than MAE's 0.2 (a gridworld's layout is the signal), per-patch normalised
-    targets (the recipe the RL figures in RESULTS.md were measured with)."""
-    return (*(f"task.model.{k}={v}" for k, v in MINIGRID_VIT.items()), "task.model.norm_pix_loss=true",
-            "task.data.source=folder", f"task.data.path={frames}", f"task.data.store_size={MINIGRID_VIT['img_size']}",
-            "task.min_crop_scale=0.5")
+    """`mae` on env frames with per-patch normalised targets (the recipe the RL figures in RESULTS.md were
+    measured with)."""
+    return (*in_domain_vit(frames), "task.mae.norm_pix_loss=true")
 
 
 def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0, policy=None) -> Path:
@@ -91,7 +96,7 @@ def run_stage(task_cls, preset: str, overrides: list[str], run_dir: Path) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vision.task import MAETask
+    from vision.mae import MAETask
     p = argparse.ArgumentParser(prog="selfsup rl-pretrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for frames/, mae/ and ppo/")
     p.add_argument("--env", default="MiniGrid-Empty-5x5-v0", help="gymnasium env id (pixels)")

@@ -17,7 +17,7 @@ from torch import nn
 
 from selfsup.errors import ConfigError
 from vision.encoder import ViTEncoder
-from vision.mae import MAEConfig
+from vision.vit import ViTConfig
 
 KINDS = ("cnn", "vit", "flat")
 MODES = ("frozen", "finetune", "partial")
@@ -29,7 +29,7 @@ class EncoderConfig:
     kind: str = "vit"          # vit (MAE-pretrained or random ViT) | cnn (NatureCNN from scratch)
                                # | flat (state vectors)
     init: str = ""             # vit: an MAE run / checkpoint / encoder export; "" = a random ViT shaped like `model`
-    model: MAEConfig = field(default_factory=MAEConfig)   # vit architecture when init is ""
+    model: ViTConfig = field(default_factory=ViTConfig)   # vit architecture when init is ""
     mode: str = "frozen"       # frozen | finetune | partial (last_k blocks); cnn and flat always train
     last_k: int = 1            # partial: ViT blocks (and the final norm) that train
     lr_scale: float = 0.1      # finetune/partial: the backbone's LR is trainer.lr * lr_scale

@@ -27,13 +27,13 @@ from selfsup.errors import CheckpointError, ConfigError
 from selfsup.io import atomic_write_json
 from selfsup.results import Score
 from selfsup.task import BatchPlan
+from vision.vit import vit_size
 
 from .envs import EnvConfig, make_vector_env, num_actions
 from .policy import EncoderConfig, build_policy
 from .rollout import collect, gae, start
 
-MINIGRID_VIT = {"img_size": 56, "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4,
-                "decoder_embed_dim": 64, "decoder_depth": 2, "decoder_num_heads": 4}   # one patch per grid tile
+MINIGRID_VIT = vit_size("minigrid")   # one 8-px patch per grid tile
 
 
 @dataclass

@@ -114,11 +114,12 @@ def cmd_export(args) -> int:
     if not hasattr(task, "export"):
         raise UserError(f"task '{args.task}' has no export format")
     model = model_from_checkpoint(task, ckpt, args.ema)
+    fmt = {"fmt": args.format} if args.format else {}          # else the task's default format
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        task.export(model.eval(), tmp)
+        task.export(model.eval(), tmp, **fmt)
         if out.is_dir():                     # empty, or --force: replace what the export writes, keep the rest
             for item in tmp.iterdir():
                 target = out / item.name
@@ -178,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write (new or empty; never inside a run's checkpoints/)")
     x.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     x.add_argument("--ema", action="store_true", help="export the EMA weights")
+    x.add_argument("--format", default="", help="the task's export formats, e.g. timm (default) | hf for mae/simmim")
     x.set_defaults(fn=cmd_export, preset=None, config=None, set=[])
 
     from importlib.metadata import entry_points

@@ -12,8 +12,10 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from .errors import UserError
 
-class DatasetUnavailable(ValueError):
+
+class DatasetUnavailable(UserError, ValueError):
     """A named dataset that is not here (and may not or cannot be fetched), or a split it does not have."""
 
 

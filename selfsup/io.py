@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -28,12 +29,35 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)   # mkstemp (and some writers) make 0600; run files are shared like any checkpoint
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp_dir)`` fills a temporary sibling folder (e.g. a library's ``save_pretrained``); then each of its
+    files replaces its namesake in ``path`` atomically, so a crash never leaves a torn file there."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                target = path / f.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.chmod(f, 0o644)
+                os.replace(f, target)
+        fsync_dir(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

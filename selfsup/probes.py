@@ -1,12 +1,21 @@
 """Judging frozen features: a linear probe (MAE protocol) and a weighted kNN classifier. Shared by
-the vision and language packages."""
+the vision and language packages. Long probes show a progress bar on a terminal."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .results import Score
+
+PROGRESS_STEPS = 2000    # linear-probe optimizer steps from which a progress bar shows
+PROGRESS_QUERIES = 20_000  # kNN test features from which a progress bar shows
+
+
+def _bar(total: int, threshold: int, desc: str):
+    """A progress bar over ``total`` units when it is long and stderr is a terminal (tqdm's disable=None)."""
+    return tqdm(total=total, desc=desc, disable=None if total >= threshold else True, mininterval=1.0, leave=False)
 
 
 def probe_scores(train: dict[str, torch.Tensor], train_y: torch.Tensor, test: dict[str, torch.Tensor],
@@ -39,18 +48,19 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     steps = epochs * max(1, -(-len(train_x) // batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     head.train()
-    with torch.enable_grad():   # evaluation runs under no_grad; the probe itself trains
-        _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g)
+    with torch.enable_grad(), _bar(steps, PROGRESS_STEPS, "linear probe") as bar:   # the probe trains
+        _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g, bar)
     head.eval()
     with torch.no_grad():
         return (head(test_x).argmax(-1) == test_y).float().mean().item()
 
 
-def _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g) -> None:
+def _fit(head, opt, sched, train_x, train_y, epochs, batch_size, g, bar) -> None:
     for _ in range(epochs):
         perm = torch.randperm(len(train_x), generator=g)
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
+            bar.update(1)
             if len(idx) < 2:
                 continue   # BatchNorm needs two samples
             loss = F.cross_entropy(head(train_x[idx]), train_y[idx])
@@ -66,11 +76,13 @@ def nearest(train_x: torch.Tensor, test_x: torch.Tensor, k: int = 20, chunk: int
     cosine similarity. ``groups=(train_g, test_g)`` keeps only neighbours of another group than the query's."""
     train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
     k = min(k, len(train_x))
-    for i in range(0, len(test_x), chunk):
-        sim = test_x[i:i + chunk] @ train_x.T                          # (b, N)
-        if groups is not None:
-            sim = sim.masked_fill(groups[1][i:i + chunk, None] == groups[0][None], float("-inf"))
-        yield i, *sim.topk(k, dim=1)
+    with _bar(len(test_x), PROGRESS_QUERIES, "nearest neighbours") as bar:
+        for i in range(0, len(test_x), chunk):
+            sim = test_x[i:i + chunk] @ train_x.T                      # (b, N)
+            if groups is not None:
+                sim = sim.masked_fill(groups[1][i:i + chunk, None] == groups[0][None], float("-inf"))
+            yield i, *sim.topk(k, dim=1)
+            bar.update(len(sim))
 
 
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 
 @dataclass
 class TeacherConfig:
@@ -79,6 +81,9 @@ class EMATeacher(nn.Module):
         """teacher <- decay * teacher + (1 - decay) * student for trained parameters; parameters the student
         does not train (e.g. fixed position embeddings) and buffers are copied, as fairseq's EMAModule does."""
         theirs = dict(student.named_parameters())
+        if any(type(p).__name__ == "DTensor" for p in theirs.values()):
+            raise ConfigError("the EMA teacher cannot follow a student sharded with FSDP yet "
+                               "(trainer.fsdp=true): train data2vec with DDP (trainer.fsdp=false)")
         lerp_t, lerp_s = [], []
         for name, t in self.model.named_parameters():
             s = theirs[name]

@@ -243,7 +243,7 @@ def test_clip_trains_evaluates_exports_and_other_tasks_take_the_towers(tmp_path,
     # the towers as inits of the other tasks: captioning (both), finetuning and PPO (the image tower)
     from multimodal.task import CaptionTask
     from rl.policy import EncoderConfig, build_policy
-    from vision.task import FinetuneTask
+    from vision.finetune import FinetuneTask
     cap = CaptionTask(to_object(make_cfg(CaptionTask, [
         f"task.vision_init={export / 'image'}", f"task.text_init={export / 'text'}", "task.data.num_train=32",
         "task.data.num_eval=8"])).task)

@@ -210,18 +210,18 @@ def test_probe_cap_on_a_class_sorted_folder_covers_every_class(tmp_path):
     cap = 10                                                        # the first 10 files are two classes only
     idx = sample_indices(len(train_set), cap, seed=0, labels=train_set.labels)
     assert len(idx) == cap and set(train_set.labels[idx].tolist()) == set(range(5))
-    from vision.task import ProbeConfig, encoder_probes
+    from vision.mim import ProbeConfig, encoder_probes
     seen = {}
 
     def probe_scores_spy(ftr, train_y, fte, test_y, name, *a):
         seen["train_y"] = train_y
         return []
-    import vision.task as vt
+    import vision.mim as vt
     orig, vt.probe_scores = vt.probe_scores, probe_scores_spy
     try:
         from vision.encoder import ViTEncoder
-        from vision.mae import MAEConfig
-        enc = ViTEncoder.random(MAEConfig(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2))
+        from vision.vit import ViTConfig
+        enc = ViTEncoder.random(ViTConfig(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2))
         encoder_probes(enc, train_set, train_set, ProbeConfig(max_train=cap), 8, "imgs")
     finally:
         vt.probe_scores = orig

@@ -1,18 +1,19 @@
-"""MAE model: masking, parity with transformers' ViTMAEForPreTraining, timm export, encoder API."""
+"""MAE model: masking, parity with transformers' ViTMAEForPreTraining, encoder API."""
 import pytest
-import timm
 import torch
 
 from vision.encoder import ViTEncoder
 from vision.interop import to_hf
-from vision.mae import MAE, MAEConfig, sincos_pos_embed
+from vision.mae import MAE, MAEConfig
+from vision.masking import sincos_pos_embed
+from vision.vit import ViTConfig
 
-SMALL = MAEConfig(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16,
-                  decoder_depth=1, decoder_num_heads=2)
+VIT = ViTConfig(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+SMALL = MAEConfig(decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
 
 
 def test_patchify_roundtrip_and_layout():
-    m = MAE(SMALL)
+    m = MAE(VIT, SMALL)
     x = torch.randn(2, 3, 16, 16)
     p = m.patchify(x)
     assert p.shape == (2, 16, 4 * 4 * 3)
@@ -21,7 +22,7 @@ def test_patchify_roundtrip_and_layout():
 
 
 def test_masking_per_sample_and_deterministic_with_noise():
-    m = MAE(SMALL)
+    m = MAE(VIT, SMALL)
     x = torch.randn(3, 3, 16, 16)
     noise = torch.rand(3, 16)
     loss1, pred1, mask1 = m(x, noise)
@@ -35,7 +36,7 @@ def test_masking_per_sample_and_deterministic_with_noise():
 
 
 def test_loss_only_on_masked_patches():
-    m = MAE(SMALL)
+    m = MAE(VIT, SMALL)
     x = torch.randn(2, 3, 16, 16)
     noise = torch.rand(2, 16)
     _, pred, mask = m(x, noise)
@@ -51,7 +52,7 @@ def test_loss_only_on_masked_patches():
 def test_parity_with_transformers_vitmae(norm_pix):
     torch.manual_seed(0)
     cfg = MAEConfig(**{**SMALL.__dict__, "norm_pix_loss": norm_pix})
-    ours = MAE(cfg).eval()
+    ours = MAE(VIT, cfg).eval()
     hf = to_hf(ours).eval()
     x, noise = torch.randn(4, 3, 16, 16), torch.rand(4, 16)
     with torch.no_grad():
@@ -66,35 +67,12 @@ def test_sincos_pos_embed_is_fixed_and_distinct():
     pe = sincos_pos_embed(32, 4)
     assert pe.shape == (17, 32) and torch.equal(pe[0], torch.zeros(32))
     assert torch.cdist(pe[1:], pe[1:]).fill_diagonal_(1).min() > 0.1     # every position distinguishable
-    m = MAE(SMALL)
+    m = MAE(VIT, SMALL)
     assert not m.encoder.pos_embed.requires_grad and not m.decoder_pos_embed.requires_grad
 
 
-def test_timm_export_loads_and_gives_same_features(tmp_path):
-    enc = ViTEncoder(SMALL, MAE(SMALL).encoder)
-    with torch.no_grad():
-        enc.vit.cls_token.normal_()                                   # make sure real weights travel
-    out = enc.export_timm(tmp_path / "export")
-    import json
-    meta = json.loads((out / "encoder.json").read_text())
-    model = timm.create_model(meta["timm_model"], pretrained=False, checkpoint_path=str(out / "model.safetensors"),
-                              **meta["timm_kwargs"]).eval()
-    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
-    enc.eval()
-    with torch.no_grad():
-        ours = enc(images)
-        from vision.transforms import normalize
-        theirs = model.forward_features(normalize(images))
-        pooled = model(normalize(images))
-    torch.testing.assert_close(theirs[:, 0], ours["cls"])
-    torch.testing.assert_close(theirs[:, 1:], ours["tokens"])
-    torch.testing.assert_close(pooled, ours["cls"])                   # global_pool='token'
-    again = ViTEncoder.from_checkpoint(out)
-    torch.testing.assert_close(again.eval()(images)["mean"], ours["mean"])
-
-
 def test_freeze_unfreeze_and_layer_decay_groups():
-    enc = ViTEncoder(SMALL)
+    enc = ViTEncoder(VIT)
     enc.freeze()
     assert not any(p.requires_grad for p in enc.parameters())
     enc.unfreeze(last_k=1)

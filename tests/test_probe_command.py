@@ -10,15 +10,14 @@ from PIL import Image
 from selfsup.encoders import EncoderError, describe, load_image_encoder, load_text_encoder
 from selfsup.results import read_results
 from vision.encoder import ViTEncoder
-from vision.mae import MAEConfig
 from vision.probe_command import main
+from vision.vit import ViTConfig
 
 import tiny_encoders as tiny
 from conftest import ROOT, train
 
 CIFAR = ROOT / ".." / "shared" / "data" / "cifar10-subset"
-TINY_VIT = MAEConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
-                     decoder_depth=1, decoder_num_heads=2)
+TINY_VIT = ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
 
 
 def colour_folder(root: Path, n: int = 12) -> Path:
@@ -79,11 +78,11 @@ def test_probe_our_export_on_scenes_and_its_random_control(tmp_path):
 
 
 def test_a_vision_run_folder_is_a_spec(tmp_path):
-    from vision.task import MAETask
+    from vision.mae import MAETask
     run = tmp_path / "mae"
-    train(MAETask, run, ["task.model.img_size=16", "task.model.patch_size=4", "task.model.embed_dim=32",
-                         "task.model.depth=2", "task.model.num_heads=2", "task.model.decoder_embed_dim=16",
-                         "task.model.decoder_depth=1", "task.model.decoder_num_heads=2", "task.data.num_train=64",
+    train(MAETask, run, ["task.vit.img_size=16", "task.vit.patch_size=4", "task.vit.embed_dim=32",
+                         "task.vit.depth=2", "task.vit.num_heads=2", "task.mae.decoder_embed_dim=16",
+                         "task.mae.decoder_depth=1", "task.mae.decoder_num_heads=2", "task.data.num_train=64",
                          "task.data.num_test=32", "trainer.batch_size=16", "trainer.max_steps=2",
                          "trainer.eval_at_end=false"])
     enc, ref = load_image_encoder(str(run)), ViTEncoder.from_checkpoint(run)

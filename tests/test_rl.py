@@ -16,8 +16,7 @@ from selfsup.config import to_object
 from tests.conftest import make_cfg, run_cli, train
 
 TINY_VIT = ["task.encoder.model.img_size=56", "task.encoder.model.patch_size=8", "task.encoder.model.embed_dim=32",
-            "task.encoder.model.depth=1", "task.encoder.model.num_heads=2", "task.encoder.model.decoder_embed_dim=16",
-            "task.encoder.model.decoder_depth=1", "task.encoder.model.decoder_num_heads=2"]
+            "task.encoder.model.depth=1", "task.encoder.model.num_heads=2"]
 # MiniGrid pixels, 2 envs x 16 steps, 4 minibatches of 8, 4 epochs: 16 trainer steps per iteration
 SMALL_MINIGRID = ["task.env.id=MiniGrid-Empty-5x5-v0", "task.env.num_envs=2", "task.num_steps=16",
                   "trainer.batch_size=8", "trainer.lr=2.5e-4", "trainer.log_every=1", "trainer.count_flops=false",
@@ -241,7 +240,8 @@ def test_evaluation_counts_each_envs_first_episodes():
 @pytest.mark.slow
 def test_rl_pretrain_pipeline_end_to_end(tmp_path):
     out = tmp_path / "pipe"
-    vit = [s.replace("task.encoder.model.", "task.model.") for s in TINY_VIT]
+    vit = [s.replace("task.encoder.model.", "task.vit.") for s in TINY_VIT] + \
+        ["task.mae.decoder_embed_dim=16", "task.mae.decoder_depth=1", "task.mae.decoder_num_heads=2"]
     args = ["rl-pretrain", "--out", str(out), "--frames", "96",
             "--mae-set", *vit, "trainer.max_steps=3", "trainer.batch_size=32", "task.probe.epochs=1",
             "--ppo-set", "task.env.num_envs=2", "task.num_steps=16", "trainer.batch_size=8", "trainer.max_steps=16",

@@ -1,20 +1,36 @@
-"""The vision tasks end to end on the trainer (tiny sizes): MAE pretraining -> probes, figure, finetuning."""
+"""The vision tasks end to end on the trainer (tiny sizes): each MIM method trains, resumes exactly, exports to
+timm and is read back as an encoder; MAE's evaluation (probes, figure) and finetuning."""
 import json
+import shutil
 
 import pytest
+import timm
 import torch
 
-from selfsup.checkpoint import CheckpointError
+from selfsup.checkpoint import CheckpointError, latest_checkpoint, load_weights
+from selfsup.config import to_object
 from selfsup.probes import knn_accuracy, linear_probe
+from vision.data2vec import Data2VecTask
 from vision.encoder import ViTEncoder
-from vision.task import FinetuneTask, MAETask
+from vision.finetune import FinetuneTask
+from vision.mae import MAETask
+from vision.simmim import SimMIMTask
 
-from conftest import run_cli, train
+from conftest import make_cfg, run_cli, train
 
-MICRO = ["task.model.img_size=16", "task.model.patch_size=4", "task.model.embed_dim=32", "task.model.depth=2",
-         "task.model.num_heads=2", "task.model.decoder_embed_dim=16", "task.model.decoder_depth=1",
-         "task.model.decoder_num_heads=2", "task.data.num_train=256", "task.data.num_test=128",
-         "task.probe.epochs=5", "trainer.batch_size=32", "trainer.log_every=5"]
+VIT = ["task.vit.img_size=16", "task.vit.patch_size=4", "task.vit.embed_dim=32", "task.vit.depth=2",
+       "task.vit.num_heads=2"]
+DATA = ["task.data.num_train=256", "task.data.num_test=128", "task.probe.epochs=5", "task.eval_images=64"]
+METHODS = {   # each method at a micro size
+    "mae": (MAETask, ["task.mae.decoder_embed_dim=16", "task.mae.decoder_depth=1", "task.mae.decoder_num_heads=2"]),
+    "simmim": (SimMIMTask, []),
+    "data2vec": (Data2VecTask, ["task.data2vec.decoder_dim=32", "task.data2vec.decoder_layers=2",
+                                "task.data2vec.decoder_groups=4", "task.data2vec.mask_block=2",
+                                "task.data2vec.teacher.top_k=2", "task.data2vec.teacher.clone_batch=2",
+                                "task.data2vec.teacher.ema_decay=0.9", "task.data2vec.teacher.ema_end_decay=0.99",
+                                "task.data2vec.teacher.ema_anneal_end_step=4"]),
+}
+MICRO = VIT + DATA + METHODS["mae"][1] + ["trainer.batch_size=32", "trainer.log_every=5"]
 
 
 def test_probes_separate_separable_features_and_not_noise():
@@ -41,6 +57,57 @@ def test_knn_across_groups_tells_look_alikes_from_encoding():
     assert knn_accuracy(*split(encoding), groups=groups) > 0.95
 
 
+def make_task(task_cls, overrides):
+    return task_cls(to_object(make_cfg(task_cls, overrides)).task)
+
+
+def losses(run_dir):
+    return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_method_trains_resumes_exactly_and_exports_to_timm(method, tmp_path):
+    task_cls, extra = METHODS[method]
+    setup = VIT + DATA + extra + ["trainer.max_steps=6", "trainer.batch_size=16", "trainer.grad_accum=2",
+                                  "trainer.log_every=1", "trainer.lr=1e-3", "trainer.warmup_steps=2",
+                                  "trainer.eval_at_end=false"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    summary = train(task_cls, straight, setup)
+    train(task_cls, split, setup + ["trainer.stop_at=3"])
+    train(task_cls, split, setup, resume=True)
+    a, b = losses(straight), losses(split)
+    assert sorted(a) == list(range(1, 7)) and a == b                   # the same run, step by step
+    wa = load_weights(latest_checkpoint(straight / "checkpoints") / "model.safetensors")
+    wb = load_weights(latest_checkpoint(split / "checkpoints") / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)   # teacher included
+
+    enc = ViTEncoder.from_checkpoint(straight)                        # any method's run is an encoder
+    trained = summary["model"].encoder.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in enc.vit.state_dict().items())
+    out = make_task(task_cls, setup).export(summary["model"], tmp_path / "export")
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    data_cfg = timm.data.resolve_data_config({}, model=model)
+    assert data_cfg["input_size"] == (3, 16, 16)                      # what the encoder was trained with
+    assert data_cfg["mean"] == pytest.approx(enc.preprocess.mean)
+    assert data_cfg["std"] == pytest.approx(enc.preprocess.std)
+    transform = timm.data.create_transform(**data_cfg)                # timm's own eval pipeline, from the export
+    assert any("Normalize" in type(t).__name__ for t in transform.transforms)
+    with torch.no_grad():
+        ours = enc.eval()(images)
+        theirs = model.forward_features((images.float() / 255 - torch.tensor(data_cfg["mean"]).view(1, 3, 1, 1))
+                                        / torch.tensor(data_cfg["std"]).view(1, 3, 1, 1))
+    torch.testing.assert_close(theirs[:, 0], ours["cls"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(theirs[:, 1:], ours["tokens"], rtol=1e-4, atol=1e-5)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["model_args"]["embed_dim"] == 32 and meta["model_args"]["depth"] == 2
+    assert meta["pretrained_cfg"]["tag"] == f"selfsup-{method}" and "license" not in meta["pretrained_cfg"]
+    assert json.loads((out / "encoder.json").read_text())["method"] == method
+    assert all((f.stat().st_mode & 0o777) == 0o644 for f in out.iterdir())   # world-readable, like any checkpoint
+    again = ViTEncoder.from_checkpoint(out)
+    torch.testing.assert_close(again.eval()(images)["mean"], ours["mean"])
+
+
 @pytest.fixture(scope="module")
 def mae_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("mae") / "run"
@@ -56,6 +123,7 @@ def test_mae_trains_and_writes_probe_results_and_figure(mae_run):
     assert {"mae_loss", "linear_probe_top1_cls", "knn_top1_cls", "linear_probe_top1_mean",
             "knn_top1_mean"} <= set(results)
     assert all(0 <= results[m]["value"] <= 1 for m in results if "top1" in m)
+    assert results["mae_loss"]["extra"]["n"] == 64
     datasets = {r["dataset"] for r in json.loads((run / "results.json").read_text())}
     assert {"scenes-shape", "scenes-count", "scenes-colour"} <= datasets and results["knn_top1_cls"]["extra"]["k"] == 20
     fig = run / "figures" / "step_00000010" / "mae_reconstruction.png"
@@ -63,21 +131,85 @@ def test_mae_trains_and_writes_probe_results_and_figure(mae_run):
     assert Image.open(fig).size == (8 * 16 * 4, 3 * 16 * 4)      # 8 images wide, 3 rows, x4
 
 
-def test_encoder_from_mae_run_matches_trained_weights(mae_run):
-    run, summary = mae_run
-    enc = ViTEncoder.from_checkpoint(run)
-    trained = summary["model"].encoder.state_dict()
-    for k, v in enc.vit.state_dict().items():
-        assert torch.equal(v, trained[k])
-    out = enc.eval()(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))
-    assert out["tokens"].shape == (2, 16, 32) and out["cls"].shape == out["mean"].shape == (2, 32)
-
-
 def test_encoder_from_wrong_checkpoint_is_clear(tmp_path):
     from selfsup.example import ExampleTask
     train(ExampleTask, tmp_path / "ex", ["trainer.max_steps=2"])
-    with pytest.raises(CheckpointError, match="not an MAE run's config"):
+    with pytest.raises(CheckpointError, match="not the config of a vision run"):
         ViTEncoder.from_checkpoint(tmp_path / "ex")
+
+
+def test_old_runs_and_exports_still_load(mae_run, tmp_path):
+    """Runs saved with one flat MAEConfig under task.model, and format-1 exports (encoder.json with mae_config)."""
+    run, summary = mae_run
+    old = tmp_path / "old-run"
+    ckpt = latest_checkpoint(run / "checkpoints")
+    (old / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpt, old / "checkpoints" / ckpt.name)
+    flat = {"img_size": 16, "patch_size": 4, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2,
+            "mlp_ratio": 4.0, "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2,
+            "mask_ratio": 0.75, "norm_pix_loss": True}
+    (old / "config.yaml").write_text("task:\n  model:\n" + "".join(f"    {k}: {v}\n" for k, v in flat.items()))
+    from_old = ViTEncoder.from_checkpoint(old)
+    trained = summary["model"].encoder.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in from_old.vit.state_dict().items())
+
+    export = tmp_path / "old-export"
+    export.mkdir()
+    from selfsup.checkpoint import save_weights
+    save_weights(from_old.vit.state_dict(), export / "model.safetensors")
+    (export / "encoder.json").write_text(json.dumps({"timm_model": "vit_base_patch16_224", "mae_config": flat}))
+    assert all(torch.equal(v, trained[k]) for k, v in ViTEncoder.from_checkpoint(export).vit.state_dict().items())
+
+
+def test_export_and_eval_decode_no_training_image_unless_asked(tmp_path):
+    """Export of a run on image files works after the files are gone: building the task decodes nothing."""
+    from PIL import Image
+
+    from selfsup.cli import main
+    root = tmp_path / "imgs"
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(8):
+                arr = torch.randint(0, 256, (18, 18, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+    run = tmp_path / "run"
+    train(MAETask, run, MICRO + ["task.data.source=imagefolder", f"task.data.path={root}", "trainer.max_steps=2",
+                                 "trainer.batch_size=8", "trainer.eval_at_end=false"])
+    shutil.rmtree(root)
+    assert main(["export", "mae", "--checkpoint", str(run), "--out", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "config.json").is_file()
+    task = MAETask(MAETask.Config())                     # building a task reads no data either
+    assert task._sets is None
+
+
+@pytest.mark.parametrize("method", ["mae", "simmim"])
+def test_hf_export_loads_in_transformers_with_the_same_loss(method, tmp_path):
+    from transformers import ViTForMaskedImageModeling, ViTMAEForPreTraining
+    task_cls, extra = METHODS[method]
+    task = make_task(task_cls, VIT + extra)
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    out = task.export(model, tmp_path / "hf", fmt="hf")
+    x = torch.randn(2, 3, 16, 16)
+    masks = model.sample_masks(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(x, masks)[0]
+        if method == "mae":
+            theirs = ViTMAEForPreTraining.from_pretrained(out).eval()(pixel_values=x, noise=masks).loss
+        else:
+            theirs = ViTForMaskedImageModeling.from_pretrained(out).eval()(pixel_values=x, bool_masked_pos=masks).loss
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-6)
+    assert all((f.stat().st_mode & 0o777) == 0o644 for f in out.iterdir())
+
+
+def test_data2vec_has_no_hf_export_and_says_so(tmp_path):
+    task = make_task(Data2VecTask, VIT + METHODS["data2vec"][1])
+    with pytest.raises(ValueError, match="no transformers counterpart"):
+        task.export(task.build_model(), tmp_path / "hf", fmt="hf")
+    with pytest.raises(ValueError, match="unknown export format"):
+        task.export(task.build_model(), tmp_path / "hf", fmt="onnx")
 
 
 def test_finetune_from_pretrained_uses_its_weights_and_layer_decay(mae_run, tmp_path):
@@ -87,16 +219,15 @@ def test_finetune_from_pretrained_uses_its_weights_and_layer_decay(mae_run, tmp_
     summary = train(FinetuneTask, tmp_path / "ft", ft)
     res = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert res[0]["metric"] == "finetune_top1" and res[0]["extra"]["init"] == str(run)
-    from selfsup.config import to_object
-
-    from conftest import make_cfg
-    task = FinetuneTask(to_object(make_cfg(FinetuneTask, ft)).task)
+    task = make_task(FinetuneTask, ft)
     groups = task.param_groups(task.build_model(), 0.05)
     assert sorted({g.get("lr_scale", 1.0) for g in groups}) == [0.125, 0.25, 0.5, 1.0]   # depth 2: layers 0..3
     model = summary["model"]
     pre = ViTEncoder.from_checkpoint(run)
     moved = [k for k, v in pre.vit.state_dict().items() if not torch.equal(v, model.encoder.vit.state_dict()[k])]
     assert moved and "pos_embed" not in moved                         # finetuned, pos embed fixed
+    again = ViTEncoder.from_checkpoint(tmp_path / "ft")               # a finetuned encoder is an encoder too
+    assert torch.equal(again.vit.blocks[0].mlp.fc1.weight, model.encoder.vit.blocks[0].mlp.fc1.weight)
 
 
 @pytest.mark.slow

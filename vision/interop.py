@@ -1,23 +1,24 @@
-"""Our MAE as transformers' ``ViTMAEForPreTraining``: the same network with the weights mapped across
-(timm's fused qkv split into q/k/v projections). Used to check parity and to hand a model to the HF
-ecosystem."""
+"""Our models as transformers' models, weights mapped across (timm's fused qkv split into q/k/v projections):
+MAE as ``ViTMAEForPreTraining``, SimMIM as ``ViTForMaskedImageModeling``. Used to check parity and to hand a
+model to the HF ecosystem (``selfsup export mae --format hf``)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from transformers import ViTMAEConfig, ViTMAEForPreTraining
+from transformers import ViTConfig as HFViTConfig
+from transformers import ViTForMaskedImageModeling, ViTMAEConfig, ViTMAEForPreTraining
 
-from .mae import MAE
+from selfsup.io import atomic_write_dir
+
+from .vit import ViTConfig
 
 
-def hf_config(model: MAE) -> ViTMAEConfig:
-    c = model.cfg
-    return ViTMAEConfig(
-        hidden_size=c.embed_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
-        intermediate_size=int(c.embed_dim * c.mlp_ratio), image_size=c.img_size, patch_size=c.patch_size,
-        num_channels=c.in_chans, qkv_bias=True, decoder_hidden_size=c.decoder_embed_dim,
-        decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
-        decoder_intermediate_size=int(c.decoder_embed_dim * c.mlp_ratio), mask_ratio=c.mask_ratio,
-        norm_pix_loss=c.norm_pix_loss, layer_norm_eps=1e-6, hidden_act="gelu", attn_implementation="sdpa")
+def _common(v: ViTConfig) -> dict:
+    return dict(hidden_size=v.embed_dim, num_hidden_layers=v.depth, num_attention_heads=v.num_heads,
+                intermediate_size=int(v.embed_dim * v.mlp_ratio), image_size=v.img_size, patch_size=v.patch_size,
+                num_channels=v.in_chans, qkv_bias=True, layer_norm_eps=1e-6, hidden_act="gelu",
+                attn_implementation="sdpa")
 
 
 def _block(ours: dict, prefix: str, theirs: str) -> dict:
@@ -40,28 +41,68 @@ def _block(ours: dict, prefix: str, theirs: str) -> dict:
     }
 
 
-def hf_state_dict(model: MAE) -> dict[str, torch.Tensor]:
-    s = model.state_dict()
+def _encoder(s: dict, depth: int) -> dict:
+    """Our timm ViT (keys under ``encoder.``) as transformers' ``vit.*``."""
     out = {
         "vit.embeddings.cls_token": s["encoder.cls_token"],
         "vit.embeddings.position_embeddings": s["encoder.pos_embed"],
         "vit.embeddings.patch_embeddings.projection.weight": s["encoder.patch_embed.proj.weight"],
         "vit.embeddings.patch_embeddings.projection.bias": s["encoder.patch_embed.proj.bias"],
         "vit.layernorm.weight": s["encoder.norm.weight"], "vit.layernorm.bias": s["encoder.norm.bias"],
+    }
+    for i in range(depth):
+        out.update(_block(s, f"encoder.blocks.{i}", f"vit.layers.{i}"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ MAE
+
+
+def mae_hf_config(model) -> ViTMAEConfig:
+    c = model.cfg
+    return ViTMAEConfig(**_common(model.vit_cfg), decoder_hidden_size=c.decoder_embed_dim,
+                        decoder_num_hidden_layers=c.decoder_depth, decoder_num_attention_heads=c.decoder_num_heads,
+                        decoder_intermediate_size=int(c.decoder_embed_dim * model.vit_cfg.mlp_ratio),
+                        mask_ratio=c.mask_ratio, norm_pix_loss=c.norm_pix_loss)
+
+
+def mae_hf_state_dict(model) -> dict[str, torch.Tensor]:
+    s = model.state_dict()
+    out = {
+        **_encoder(s, model.vit_cfg.depth),
         "decoder.mask_token": s["mask_token"], "decoder.decoder_pos_embed": s["decoder_pos_embed"],
         "decoder.decoder_embed.weight": s["decoder_embed.weight"],
         "decoder.decoder_embed.bias": s["decoder_embed.bias"],
         "decoder.decoder_norm.weight": s["decoder_norm.weight"], "decoder.decoder_norm.bias": s["decoder_norm.bias"],
         "decoder.decoder_pred.weight": s["decoder_pred.weight"], "decoder.decoder_pred.bias": s["decoder_pred.bias"],
     }
-    for i in range(model.cfg.depth):
-        out.update(_block(s, f"encoder.blocks.{i}", f"vit.layers.{i}"))
     for i in range(model.cfg.decoder_depth):
         out.update(_block(s, f"decoder_blocks.{i}", f"decoder.decoder_layers.{i}"))
     return out
 
 
-def to_hf(model: MAE) -> ViTMAEForPreTraining:
-    hf = ViTMAEForPreTraining(hf_config(model))
-    hf.load_state_dict(hf_state_dict(model), strict=True)
-    return hf.eval() if not model.training else hf
+def to_hf(model) -> ViTMAEForPreTraining:
+    """Our MAE as ``ViTMAEForPreTraining`` with the same weights."""
+    hf = ViTMAEForPreTraining(mae_hf_config(model))
+    hf.load_state_dict(mae_hf_state_dict(model), strict=True)
+    return hf.train(model.training)
+
+
+# --------------------------------------------------------------------------------------------- SimMIM
+
+
+def simmim_to_hf(model) -> ViTForMaskedImageModeling:
+    """Our SimMIM as ``ViTForMaskedImageModeling`` (mask token in the embeddings, 1x1-conv + pixel-shuffle head,
+    L1 on masked pixels) with the same weights."""
+    v = model.vit_cfg
+    hf = ViTForMaskedImageModeling(HFViTConfig(**_common(v), encoder_stride=v.patch_size))
+    s = model.state_dict()
+    hf.load_state_dict({**_encoder(s, v.depth), "vit.embeddings.mask_token": s["mask_token"],
+                        "decoder.0.weight": s["decoder.0.weight"], "decoder.0.bias": s["decoder.0.bias"]},
+                       strict=True)
+    return hf.train(model.training)
+
+
+def save_hf(hf_model, out_dir: str | Path) -> Path:
+    """``save_pretrained`` into a temporary folder, then each file moved into ``out_dir`` atomically."""
+    return atomic_write_dir(out_dir, lambda tmp: hf_model.save_pretrained(str(tmp)))

@@ -32,8 +32,8 @@ from selfsup.subsets import sample_indices
 
 from . import sources
 from .features import extract_features
+from .mim import ProbeConfig
 from .sources import ImageDataConfig
-from .task import ProbeConfig
 
 
 @dataclass

@@ -11,8 +11,12 @@ import math
 import torch
 import torchvision.transforms.v2.functional as TF
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)   # ImageNet statistics, as MAE uses
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)   # ImageNet statistics, as MAE uses
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+EVAL_CROP = 0.875        # evaluation: resize to size / EVAL_CROP, centre-crop size (timm's crop_pct)
+INTERPOLATION = "bilinear"   # how every resize here (crops, evaluation) interpolates, antialiased
 
 
 def random_resized_crop(img: torch.Tensor, size: int, g: torch.Generator, scale=(0.2, 1.0),
@@ -44,7 +48,7 @@ def eval_view(images: torch.Tensor, size: int) -> torch.Tensor:
     images already stored at ``size`` pass through untouched."""
     if images.shape[-1] == size:
         return images
-    resized = TF.resize(images, [int(size / 0.875)], antialias=True)
+    resized = TF.resize(images, [int(size / EVAL_CROP)], antialias=True)
     return TF.center_crop(resized, [size, size])
 
 

@@ -31,12 +31,13 @@ import re
 import torch
 from torch import nn
 
+from selfsup.errors import UserError
 from selfsup.optim import layer_decay_groups
 
 from .preprocess import ImagePreprocess, TextPreprocess
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
     """A spec, file or cache the user must fix; the message says what to do."""
 
 

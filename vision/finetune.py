@@ -1,0 +1,108 @@
+"""`vit-finetune`: finetune a pretrained encoder (any vision method's run or export, or random weights) with a
+linear head, layer-wise LR decay and label smoothing — MAE's main evaluation protocol."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.config import ConfigError
+from selfsup.data import step_loader
+from selfsup.results import Score
+from selfsup.task import BatchPlan
+
+from .encoder import ViTEncoder
+from .mim import LazyImageData, dataset_name
+from .sources import ImageDataConfig
+from .transforms import eval_view, pretrain_view
+from .vit import ViTConfig, check, vit_size
+
+
+@dataclass
+class FinetuneConfig:
+    init: str = ""                  # a vision run / checkpoint / encoder export to start from; "" = random init
+    vit: ViTConfig = field(default_factory=ViTConfig)   # architecture when init is ""; ignored otherwise
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    layer_decay: float = 0.75       # lr_scale = layer_decay ** (depth + 1 - layer), BEiT/MAE finetuning
+    pool: str = "mean"              # cls | mean: the feature the head reads
+    label_smoothing: float = 0.1
+    min_crop_scale: float = 0.08    # finetuning augmentation: random resized crop (scale min..1) + flip
+
+
+class Classifier(nn.Module):
+    def __init__(self, encoder: ViTEncoder, num_classes: int, pool: str):
+        super().__init__()
+        if pool not in ("cls", "mean"):
+            raise ConfigError(f"task.pool must be cls or mean, not '{pool}'")
+        self.encoder, self.pool = encoder, pool
+        self.fc_norm = nn.LayerNorm(encoder.embed_dim, eps=1e-6)
+        self.head = nn.Linear(encoder.embed_dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, images):       # uint8 or normalised (B, 3, H, W) -> (B, num_classes)
+        return self.head(self.fc_norm(self.encoder(images)[self.pool]))
+
+
+class FinetuneTask(LazyImageData):
+    name = "vit-finetune"
+    Config = FinetuneConfig
+    presets = {
+        "tiny": {"trainer": {"max_steps": 600, "batch_size": 128, "lr": 1e-3, "warmup_steps": 50, "weight_decay": 0.05,
+                             "beta2": 0.999, "log_every": 50, "checkpoint_every": 300},
+                 "task": {"vit": vit_size("tiny")}},
+        "vit-b16": {"trainer": {"max_steps": 50_000, "batch_size": 1024, "lr": 5e-4 * 1024 / 256, "warmup_steps": 2500,
+                                "weight_decay": 0.05, "num_workers": 8, "log_every": 50, "checkpoint_every": 2000},
+                    "task": {"vit": vit_size("b16")}},
+    }
+
+    def __init__(self, cfg: FinetuneConfig):
+        self.cfg = cfg
+        self.pretrained = ViTEncoder.from_checkpoint(cfg.init) if cfg.init else None
+        self.vit = self.pretrained.cfg if self.pretrained is not None else cfg.vit
+        check(self.vit)
+        self.img_size = self.vit.img_size
+        self.dataset = dataset_name(cfg.data)
+
+    def load_sets(self):
+        train, test = super().load_sets()
+        if train.labels is None:
+            raise ConfigError("finetuning needs labels: task.data.source=folder has none")
+        return train, test
+
+    @property
+    def num_classes(self) -> int:
+        return int(torch.cat([self.train.labels, self.test.labels]).max()) + 1
+
+    def build_model(self) -> nn.Module:
+        enc = copy.deepcopy(self.pretrained) if self.pretrained is not None else ViTEncoder.random(self.cfg.vit)
+        return Classifier(enc.unfreeze(), self.num_classes, self.cfg.pool)
+
+    def param_groups(self, model: Classifier, weight_decay: float) -> list[dict]:
+        head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+        return model.encoder.param_groups(weight_decay, layer_decay=self.cfg.layer_decay) + \
+            [{"params": head, "weight_decay": 0.0}]
+
+    def _view(self, index: int, g: torch.Generator):
+        img = pretrain_view(self.train.image(index), self.img_size, g, self.cfg.min_crop_scale)
+        return img, self.train.labels[index]
+
+    def train_batches(self, plan: BatchPlan):
+        return step_loader(len(self.train), self._view, plan)
+
+    def loss(self, model, batch):
+        images, labels = batch
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
+        return loss, {"accuracy": (logits.argmax(-1) == labels).float().mean()}
+
+    def evaluate(self, model, out_dir: Path) -> list[Score]:
+        device = next(model.parameters()).device
+        n, size = len(self.test), self.img_size
+        correct = sum((model(eval_view(self.test.take(torch.arange(i, min(i + 256, n))), size).to(device))
+                       .argmax(-1).cpu() == self.test.labels[i:i + 256]).sum().item() for i in range(0, n, 256))
+        return [Score(self.dataset, "test", "finetune_top1", correct / n, {"init": self.cfg.init or "random", "n": n})]
