@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -78,6 +79,15 @@ class MetricsWindow:
 
     def due(self, step: int, last_step: int) -> bool:
         return step % self.log_every == 0 or step == last_step
+
+    @contextmanager
+    def paused(self):
+        """Time spent inside (an intermediate evaluation) does not count against the window's throughput."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - start
 
     def record(self, step: int, lr: float, grad_norm: float, skipped_steps: int) -> dict:
         """The window as one record (a collective under DDP: every rank calls it), then a new window."""

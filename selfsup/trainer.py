@@ -168,7 +168,8 @@ class Trainer:
                     if self.checkpointer.due(state.step, last_step, out.stop):
                         saved_at = self.checkpointer.save(training, state, task, window.throughput)
                     if tc.eval_every and state.step % tc.eval_every == 0 and state.step != tc.max_steps:
-                        results = self._evaluate(training, state, window.throughput)
+                        with window.paused():       # off the throughput window, as off the training clock
+                            results = self._evaluate(training, state, window.throughput)
                     if out.stop:
                         stopped_by = signals.name
                         break

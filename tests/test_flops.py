@@ -65,3 +65,17 @@ def test_cpu_attention_is_counted_like_cuda_attention():
                                          .backward())
     forward = 2 * (2 * 2 * 2 * 8 * 8 * 4)                     # QK^T and AV: 2 FLOPs per multiply-add
     assert flops == forward + 2 * forward + forward // 2       # backward: dQ, dK, dV and the recomputed QK^T
+
+
+def test_an_evaluation_inside_a_window_does_not_count_against_throughput(monkeypatch):
+    clock = itertools.chain([100.0, 101.0, 141.0], itertools.repeat(142.0))   # open; evaluate 101..141 s; close
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(clock))
+    env = Env(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    window = metrics.MetricsWindow(env, log_every=2, flops_per_step=None, peak=None)
+    window.add(samples=10, tokens=0, metrics={}, loss_sum=torch.tensor(1.0, dtype=torch.float64),
+               count=torch.tensor(1.0, dtype=torch.float64))
+    with window.paused():
+        pass
+    window.add(samples=10, tokens=0, metrics={}, loss_sum=torch.tensor(1.0, dtype=torch.float64),
+               count=torch.tensor(1.0, dtype=torch.float64))
+    assert window.record(step=2, lr=0.1, grad_norm=1.0, skipped_steps=0)["samples_per_s"] == 20 / 2.0
