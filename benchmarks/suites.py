@@ -164,6 +164,65 @@ def standard(data: Path | None = Path("../shared/data")) -> Suite:
                                                                              if data else ""))
 
 
+# Equal training time per method on this CPU: steps in the ratio of their measured time per image
+# (`selfsup bench --suite mim --size tiny`, interleaved in one process: MAE 1.00, SimMIM 1.28, data2vec 2.45).
+MIM_SPEED = {"mae": 1.00, "simmim": 1.28, "data2vec": 2.45}
+MIM_LABELS = {"mae": "MAE", "simmim": "SimMIM", "data2vec": "data2vec 2.0"}
+
+
+def _equal_time(mae_steps: int) -> dict[str, Budget]:
+    return {m: Budget(steps=round(mae_steps / speed)) for m, speed in MIM_SPEED.items()}
+
+
+def vision(data: Path | None = Path("../shared/data")) -> Suite:
+    """Issue 15 (and the MAE rows of issue 14): MAE, SimMIM and data2vec 2.0 on one tiny ViT at equal training time,
+    against the same ViT with random weights; probes and finetuning on the CIFAR-10 subset (MAE's preset budget,
+    2,000 steps) and on rendered scenes (half the preset). 3 seeds."""
+    data = data if data is not None and (data / "cifar10-subset").is_dir() else None
+    cifar = ("task.data.source=imagefolder", f"task.data.path={data / 'cifar10-subset'}") if data else ()
+    scenes_time, cifar_time = _equal_time(1000), _equal_time(2000)
+
+    def rep(method: str) -> Representation:
+        pretrain = {"scenes": Train(method, "tiny", ("trainer.eval_every=" + str(scenes_time[method].steps // 2),),
+                                    scenes_time[method])}
+        if data:
+            pretrain = {"cifar10": Train(method, "tiny", cifar + ("trainer.eval_every="
+                                                                  + str(cifar_time[method].steps // 2),),
+                                         cifar_time[method]), **pretrain}
+        return Representation(method, "image", pretrain, label=MIM_LABELS[method])
+
+    reps = [rep(m) for m in MIM_SPEED]
+    reps.append(Representation("random-vit", "image", {**({"cifar10": Train("mae", "tiny", cifar, RANDOM)}
+                                                          if data else {}),
+                                                       "scenes": Train("mae", "tiny", (), RANDOM)},
+                               label="random ViT", baseline=True))
+    finetune = ("vit-finetune", "tiny")
+    cols = [
+        Evaluation("linear", "image", "scenes", Metric("linear_probe_top1_mean", "scenes-shape", "test"),
+                   label="scenes: linear probe, shape"),
+        Evaluation("knn", "image", "scenes", Metric("knn_top1_mean", "scenes-shape", "test"),
+                   label="scenes: kNN, shape"),
+        Evaluation("linear-count", "image", "scenes", Metric("linear_probe_top1_mean", "scenes-count", "test"),
+                   label="scenes: linear probe, count"),
+        Evaluation("finetune", "image", "scenes", Metric("finetune_top1", "scenes-shape", "test"),
+                   Train(*finetune, ("task.init={run}", "task.data.label=shape"), Budget(steps=300)),
+                   label="scenes: finetune, shape"),
+        Evaluation("img-per-s", "image", "scenes", Metric("samples_per_s", log=True), label="train img/s",
+                   ranked=False, trained_only=True, digits=0),
+    ]
+    if data:
+        cols = [Evaluation("cifar-linear", "image", "cifar10", Metric("linear_probe_top1_mean", "cifar10-subset",
+                                                                      "test"), label="CIFAR-10: linear probe"),
+                Evaluation("cifar-knn", "image", "cifar10", Metric("knn_top1_mean", "cifar10-subset", "test"),
+                           label="CIFAR-10: kNN"),
+                Evaluation("cifar-finetune", "image", "cifar10", Metric("finetune_top1", "cifar10-subset", "test"),
+                           Train(*finetune, ("task.init={run}",) + cifar, Budget(steps=300)),
+                           label="CIFAR-10: finetune")] + cols
+    return Suite("vision", tuple(reps), tuple(cols), seeds=3,
+                 description="MIM methods at equal training time on this CPU (steps from the interleaved speed "
+                             "ratios: MAE 1.00, SimMIM 1.28, data2vec 2.45 per image), 3 seeds")
+
+
 def full(data: Path | None = None) -> Suite:
     """GPU scale: ViT-B/16 and BERT-base presets; set the data paths with --set (see README)."""
     base = lambda t, preset, b: Train(t, preset, (), b)  # noqa: E731
@@ -224,4 +283,4 @@ def smoke(data: Path | None = None) -> Suite:
     ), seeds=1)
 
 
-SUITES = {"quick": quick, "standard": standard, "full": full, "rl": rl, "smoke": smoke}
+SUITES = {"quick": quick, "standard": standard, "vision": vision, "full": full, "rl": rl, "smoke": smoke}
