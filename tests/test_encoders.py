@@ -375,3 +375,66 @@ def test_hub_models_offline_say_what_is_missing_and_how_to_fetch_it(offline, spe
     assert "not in the local cache" in msg and str(offline) in msg and "HF_HUB_OFFLINE=1" in msg
     assert fetch in msg and "HF_HOME" in msg
     assert not offline.exists() or not any(offline.rglob("*.safetensors"))          # nothing was downloaded
+
+
+# ------------------------------------------------------------------------------------------------ raw pixels
+
+
+def test_pixels_spec_is_the_normalised_image_flattened_and_its_patches():
+    enc = load_image_encoder("pixels:8")
+    assert parse_spec("pixels").library == parse_spec("pixels:8").library == "pixels"
+    x = images(2, 20, 30)
+    out = enc(x)
+    ref = ImagePreprocess((8, 8), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (8, 8), "shortest", "bilinear")(x)
+    torch.testing.assert_close(out["cls"], ref.flatten(1))                  # (B, 3*8*8), the whole image
+    assert torch.equal(out["mean"], out["cls"]) and enc.embed_dim == 192 and enc.cls_source == "pixels"
+    assert out["tokens"].shape == (2, 64, 3) and enc.token_dim == 3 and enc.num_tokens() == 64   # 1-px patches
+    torch.testing.assert_close(out["tokens"][:, 8 * 2 + 5], ref[:, :, 2, 5])   # token (row 2, col 5) = that pixel
+    big = load_image_encoder("pixels:32")
+    tokens = big.forward_features(images(1, 32, 32))
+    assert tokens.shape == (1, 64, 48) and big.token_dim == 48                  # an 8x8 grid of 4-px patches
+    patch = big.prepare(images(1, 32, 32))[0, :, 4:8, 8:12]                     # row 1, column 2
+    torch.testing.assert_close(tokens[0, 8 + 2], patch.permute(1, 2, 0).flatten())
+    assert load_image_encoder("pixels").input_size == 32                        # the default size
+    assert load_image_encoder("pixels", image_size=16).embed_dim == 3 * 16 * 16
+    noted = describe(load_image_encoder("pixels:8", image_size=16))
+    assert noted["preprocess"]["input_size"] == [16, 16] and "image_size override" in noted["preprocess"]["notes"][0]
+    assert not list(enc.parameters()) and enc.param_groups(0.05, 0.75) == [] and enc.shard_units() == []
+    with pytest.raises(EncoderError, match="write pixels or pixels:SIZE"):
+        load_image_encoder("pixels:big")
+    with pytest.raises(EncoderError, match="raw pixels are image encoders"):
+        load_text_encoder("pixels")
+
+
+# ------------------------------------------------------------------------------------------------ our ViT
+
+
+def test_our_vit_is_an_image_encoder_with_one_layer_decay_rule():
+    from selfsup.encoders import ImageEncoder
+    from selfsup.optim import layer_decay_groups
+    from vision.encoder import ViTEncoder
+    from vision.vit import ViTConfig
+    enc = ViTEncoder.random(ViTConfig(img_size=16, patch_size=4, embed_dim=32, depth=3, num_heads=2))
+    assert isinstance(enc, ImageEncoder) and enc.depth == 3 and enc.input_size == 16 and enc.num_tokens() == 16
+    groups = enc.param_groups(0.05, 0.5)
+    same = layer_decay_groups(enc, enc.layer_id, 3, 0.05, 0.5)
+    assert [(g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in groups] == \
+        [(g["lr_scale"], g["weight_decay"], [id(p) for p in g["params"]]) for g in same]
+    block0 = {g["lr_scale"] for g in groups if any(p is enc.vit.blocks[0].attn.qkv.weight for p in g["params"])}
+    assert block0 == {0.5 ** 3}                                        # decay ** (depth + 1 - (0 + 1))
+    enc.unfreeze()
+    assert not enc.vit.pos_embed.requires_grad                         # fixed sin-cos: never trained
+    enc.unfreeze(last_k=1)
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("vit.blocks.2.", "vit.norm.")) for n in trainable)
+    assert enc.shard_units() == list(enc.vit.blocks)
+    x = images(2, 24, 20)                                              # any size: brought to 16 px by its own resize
+    torch.testing.assert_close(enc(x)["cls"], enc(enc.preprocess.resize(x))["cls"])
+    d = describe(enc)
+    assert d["encoder_family"] == "selfsup" and d["preprocess"]["input_size"] == [16, 16]
+
+
+def test_shard_units_are_each_libraries_blocks(encoders):
+    for name, enc in encoders.items():
+        units = enc.shard_units()
+        assert len(units) == enc.depth == 2, name

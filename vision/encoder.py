@@ -19,14 +19,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 from timm.models.vision_transformer import VisionTransformer
-from torch import nn
 
 from selfsup.checkpoint import CheckpointError, check_fits, load_weights, resolve_checkpoint, save_weights
-from selfsup.encoders import ImagePreprocess
+from selfsup.encoders import ImageEncoder, ImagePreprocess
 from selfsup.io import atomic_write, atomic_write_json
-from selfsup.optim import no_weight_decay
 
-from .transforms import EVAL_CROP, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATION, normalize
+from .transforms import EVAL_CROP, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATION
 from .vit import ViTConfig, build_vit
 
 EXPORT_FORMAT = 2   # encoder.json: {"format": 2, "vit": ViTConfig, "method": ...}; format 1 had "mae_config"
@@ -78,12 +76,20 @@ def vit_config_of(path: str | Path) -> ViTConfig:
                           "it has no task.vit; pass such a run, one of its checkpoints or an encoder export")
 
 
-class ViTEncoder(nn.Module):
+class ViTEncoder(ImageEncoder):
+    """Our ViT as a ``selfsup.encoders.ImageEncoder``: the contract every encoder follows (features, preprocessing,
+    freeze / unfreeze(last_k), layer-wise LR decay through ``selfsup.optim.layer_decay_groups``), plus loading any
+    of our vision runs and exports and exporting to timm."""
+    family = "selfsup"
+    cls_source = "token"
+    num_prefix_tokens = 1
+
     def __init__(self, cfg: ViTConfig, vit: VisionTransformer | None = None):
         super().__init__()
         self.cfg = cfg
         self.vit = vit if vit is not None else build_vit(cfg)
         self.embed_dim = cfg.embed_dim
+        self.depth = len(self.vit.blocks)
         self.num_patches = self.vit.patch_embed.num_patches
         self.preprocess = preprocess_for(cfg)
 
@@ -99,6 +105,7 @@ class ViTEncoder(nn.Module):
         """An export folder (encoder.json), or a run / checkpoint folder of any vision method."""
         path = Path(path)
         enc = cls(vit_config_of(path))
+        enc.spec = str(path)
         if _export_meta(path) is not None:
             enc.vit.load_state_dict(load_weights(path / "model.safetensors", expected=enc.vit.state_dict()))
             return enc
@@ -110,6 +117,9 @@ class ViTEncoder(nn.Module):
         check_fits(encoder_state, enc.vit.state_dict(), ckpt / "model.safetensors")
         enc.vit.load_state_dict(encoder_state)
         return enc
+
+    def export(self, out_dir: str | Path) -> Path:
+        return self.export_timm(out_dir)
 
     def export_timm(self, out_dir: str | Path, method: str = "") -> Path:
         """model.safetensors + timm's config.json (architecture, model_args, pretrained_cfg with this encoder's
@@ -138,32 +148,17 @@ class ViTEncoder(nn.Module):
 
     # ---------------------------------------------------------------- features
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) uint8 or normalised float -> (B, 1 + L, D) after the final norm; no masking."""
-        x = normalize(images) if images.dtype == torch.uint8 else images
-        return self.vit.forward_features(x)
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.forward_features(images)
-        tokens = x[:, 1:]
-        return {"tokens": tokens, "cls": x[:, 0], "mean": tokens.mean(1)}
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Normalised (B, 3, S, S) -> (B, 1 + L, D) after the final norm; no masking."""
+        return self.vit.forward_features(pixels), None
 
     # ---------------------------------------------------------------- training modes
 
-    def freeze(self) -> "ViTEncoder":
-        self.requires_grad_(False)
-        return self
-
     def unfreeze(self, last_k: int | None = None) -> "ViTEncoder":
-        """All trainable, or only the last ``last_k`` blocks and the final norm (partial finetuning)."""
-        if last_k is None:
-            self.requires_grad_(True)
-        else:
-            self.freeze()
-            for blk in list(self.vit.blocks)[len(self.vit.blocks) - last_k:]:
-                blk.requires_grad_(True)
-            self.vit.norm.requires_grad_(True)
-        self.vit.pos_embed.requires_grad_(False)   # fixed sin-cos, never trained
+        """All trainable, or only the last ``last_k`` blocks and the final norm (partial finetuning); the fixed
+        sin-cos position embedding never trains."""
+        super().unfreeze(last_k)
+        self.vit.pos_embed.requires_grad_(False)
         return self
 
     def layer_id(self, name: str) -> int:
@@ -172,22 +167,7 @@ class ViTEncoder(nn.Module):
             return 0
         if name.startswith("vit.blocks."):
             return int(name.split(".")[2]) + 1
-        return len(self.vit.blocks) + 1
-
-    def param_groups(self, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
-        """AdamW groups with ``lr_scale = layer_decay ** (depth + 1 - layer)``; no decay on norms/biases/embeddings."""
-        skip = no_weight_decay(self)
-        depth = len(self.vit.blocks) + 1
-        groups: dict[tuple, dict] = {}
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            layer = self.layer_id(name)
-            wd = 0.0 if name in skip else weight_decay
-            g = groups.setdefault((layer, wd), {"params": [], "weight_decay": wd,
-                                                "lr_scale": layer_decay ** (depth - layer)})
-            g["params"].append(p)
-        return list(groups.values())
+        return self.depth + 1
 
 
 # ------------------------------------------------------------------------------------------ timm names

@@ -15,7 +15,9 @@ What "cls" is, per family (``enc.cls_source`` says which applies):
   pre-logits). Always before any image-text projection.
 - "mean": the mean of the patch tokens, for models whose own feature is that mean (data2vec-vision and BEiT
   with ``use_mean_pooling``; timm models whose pooled width differs from their tokens').
-"mean" is always the mean of the patch tokens (text: of the real tokens, by the attention mask). Text "tokens"
+- "pixels": the raw-pixel baseline (``pixels`` spec): "cls" and "mean" are the normalised image flattened, and
+  its tokens (flattened patches) are ``token_dim`` wide, not ``embed_dim``.
+"mean" is otherwise the mean of the patch tokens (text: of the real tokens, by the attention mask). Text "tokens"
 are every position, padding included: use the attention mask with them.
 
 Layer ids (for partial finetuning and layer-wise LR decay): 0 for everything before the first block
@@ -23,10 +25,13 @@ Layer ids (for partial finetuning and layer-wise LR decay): 0 for everything bef
 ``unfreeze(last_k)`` trains the last k blocks and what follows them; ``param_groups`` scales block i's
 LR by ``layer_decay ** (depth - i)`` (BEiT / MAE finetuning), embeddings by ``layer_decay ** (depth + 1)``.
 timm models use timm's own grouping (``group_matcher``), in which the final norm joins the last block.
+``shard_units()`` lists the transformer blocks (FSDP units, see selfsup.task).
 """
 from __future__ import annotations
 
+import itertools
 import re
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -76,6 +81,14 @@ class _Trainable(nn.Module):
         no weight decay on norms, biases and embeddings."""
         return layer_decay_groups(self, self.layer_id, self.depth, weight_decay, layer_decay)
 
+    def shard_units(self) -> list[nn.Module]:
+        """The transformer blocks (``blocks.i``, ``layer.i``, ``layers.i``, ``resblocks.i``), outermost first."""
+        units: dict[str, nn.Module] = {}
+        for name, module in self.named_modules():
+            if BLOCK_MODULE.search(name) and not any(name.startswith(f"{u}.") for u in units):
+                units[name] = module
+        return list(units.values())
+
 
 def describe(encoder: nn.Module) -> dict:
     """What a task records about an encoder (any that follows the contract) in its Results' extra: the spec, the
@@ -95,6 +108,31 @@ class ImageEncoder(_Trainable):
     embed_dim: int
     preprocess: ImagePreprocess
     num_prefix_tokens: int = 1
+
+    @property
+    def token_dim(self) -> int:
+        """Width of "tokens" and ``forward_features`` (``embed_dim`` for every model; raw pixels differ)."""
+        return self.embed_dim
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square images the encoder takes (after its resize and crop)."""
+        h, w = self.preprocess.input_size
+        if h != w:
+            raise EncoderError(f"'{self.spec}' takes {h}x{w} images; the tasks feed square ones (give image_size)")
+        return int(h)
+
+    @torch.no_grad()
+    def num_tokens(self) -> int:
+        """L, the number of patch tokens of an image at the input size (one forward of a blank image, in eval
+        mode so that no running statistics move)."""
+        s, was_training = self.input_size, self.training
+        self.eval()
+        try:
+            blank = torch.zeros(1, 3, s, s, dtype=torch.uint8, device=encoder_device(self))
+            return int(self(blank)["tokens"].shape[1])
+        finally:
+            self.train(was_training)
 
     def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
@@ -118,22 +156,42 @@ class ImageEncoder(_Trainable):
         return {"tokens": tokens, "cls": self._cls(hidden, pooled, mean), "mean": mean}
 
 
+class TokenBatch(dict):
+    """``{"input_ids", "attention_mask"}`` (B, T) that moves to a device as transformers' BatchEncoding does."""
+
+    def to(self, device) -> "TokenBatch":
+        return TokenBatch({k: v.to(device) for k, v in self.items()})
+
+
 class TextEncoder(_Trainable):
     """A text encoder: ``forward(input_ids, attention_mask) -> {"tokens", "cls", "mean"}``; ``tokenize(texts)``
     applies its own tokenizer (truncating at ``max_length``).
 
-    An adapter sets ``embed_dim``, ``tokenizer``, ``max_length``, ``preprocess``, ``depth``, ``cls_source`` and
+    An adapter sets ``embed_dim``, ``tokenizer``, ``positions`` (the longest input the model embeds),
+    ``preprocess`` (with ``set_max_length``: ``max_length``), ``depth``, ``cls_source`` and
     implements ``encode(input_ids, attention_mask) -> (hidden (B, T, D), pooled (B, D) or None)``,
     ``tokenize`` and ``layer_id``."""
     embed_dim: int
     max_length: int
+    positions: int
     preprocess: TextPreprocess
+
+    def set_max_length(self, max_length: int) -> None:
+        """Truncate text at ``max_length`` tokens (recorded in ``preprocess``); more than the model's positions is an
+        error, not a silent cut."""
+        if not 0 < max_length <= self.positions:
+            raise EncoderError(f"'{self.spec or type(self).__name__}': max_length {max_length} must lie in 1.."
+                               f"{self.positions}, the positions the model embeds (e.g. lower task.max_len)")
+        self.max_length = int(max_length)
+        self.preprocess = replace(self.preprocess, max_length=self.max_length)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """{"input_ids": (B, T) int64, "attention_mask": (B, T) int64}, padded to the longest, truncated."""
+    def tokenize(self, texts: list[str], padding: str = "longest") -> TokenBatch:
+        """{"input_ids": (B, T) int64, "attention_mask": (B, T) int64}, truncated at ``max_length`` and padded to
+        the longest text (``padding="longest"``) or to ``max_length`` (``"max_length"``: equal shapes, for
+        batching single examples). Tokenizers with a fixed context (open_clip) always pad to it."""
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -146,6 +204,14 @@ class TextEncoder(_Trainable):
 
 
 BLOCKS = re.compile(r"(?:^|\.)(?:layers?|blocks|resblocks)\.(\d+)\.")   # "encoder.layer.3.", "blocks.3.", ...
+BLOCK_MODULE = re.compile(r"(?:^|\.)(?:layers?|blocks|resblocks)\.\d+$")   # the block modules themselves
+
+
+def encoder_device(module: nn.Module) -> torch.device:
+    """Where a module runs: its parameters' (or buffers') device; CPU for one with neither (raw pixels)."""
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def block_layer_id(name: str, depth: int, before: tuple[str, ...]) -> int:

@@ -10,11 +10,12 @@ random noise), so it sees every patch, in place, deterministically.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from .base import EncoderError, ImageEncoder, TextEncoder, block_layer_id
+from .base import EncoderError, ImageEncoder, TextEncoder, TokenBatch, block_layer_id
 from .hub import fetching
 from .preprocess import ImagePreprocess, TextPreprocess
 from .spec import EncoderSpec
@@ -41,12 +42,40 @@ def _config(spec: EncoderSpec):
         return AutoConfig.from_pretrained(spec.name)
 
 
+# weights a checkpoint may lack without harm: heads the encoders drop (pooler) or never use (mask tokens)
+UNUSED_WEIGHTS = ("pooler.", "mask_token")
+
+
 def _model(spec: EncoderSpec, cls, config, pretrained: bool):
-    """The model with its weights (or, pretrained=False, the same architecture freshly initialised)."""
+    """The model with its weights (or, pretrained=False, the same architecture freshly initialised). A checkpoint
+    that lacks weights of its own architecture (truncated, or another model's) is refused: transformers would
+    initialise them at random and say so only in a log line."""
     if not pretrained:
         return cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
-    with fetching(spec.text, _fetch_hint(spec.name)):
-        return cls.from_pretrained(spec.name, config=config, dtype=torch.float32)
+    with fetching(spec.text, _fetch_hint(spec.name)), quiet_transformers():
+        model, info = cls.from_pretrained(spec.name, config=config, dtype=torch.float32, output_loading_info=True)
+    missing = sorted(k for k in info.get("missing_keys", ()) if not any(u in k for u in UNUSED_WEIGHTS))
+    if missing or info.get("mismatched_keys"):
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "") if missing else \
+            f"shapes differ: {', '.join(str(m[0]) for m in list(info['mismatched_keys'])[:5])}"
+        raise EncoderError(f"'{spec}' lacks weights of its own architecture ({shown}): a truncated or foreign "
+                           "checkpoint; re-export or re-download it")
+    return model
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers' loading progress bars and reports off for one load (we check what loaded ourselves)."""
+    from transformers.utils import logging as hf_logging
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 # --------------------------------------------------------------------------------------------------- images
@@ -142,19 +171,35 @@ class HFTextEncoder(TextEncoder):
             model.pooler = None             # BERT's tanh head (NSP): "cls" is the [CLS] token itself
         self.embed_dim = int(config.hidden_size)
         self.depth = int(config.num_hidden_layers)
-        self.max_length = int(max_length or _max_length(config, tokenizer))
+        if len(tokenizer) > config.vocab_size:
+            raise EncoderError(f"'{spec or type(model).__name__}': its tokenizer has {len(tokenizer)} tokens, its "
+                               f"embeddings only {config.vocab_size}")
+        self.max_length = _max_length(config, tokenizer)
+        self.positions = _positions(config, self.max_length)
         self.preprocess = TextPreprocess(
             f"{type(tokenizer).__name__} ({getattr(tokenizer, 'name_or_path', '')})", len(tokenizer), self.max_length,
             int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
             getattr(tokenizer, "do_lower_case", None), source=spec)
+        if max_length:
+            self.set_max_length(max_length)
 
     def layer_id(self, name: str) -> int:
         return block_layer_id(name, self.depth, BEFORE_BLOCKS)
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,
+    def tokenize(self, texts: list[str], padding: str = "longest") -> TokenBatch:
+        enc = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return TokenBatch(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+
+    def export(self, out_dir: str | Path) -> Path:
+        """A transformers folder with the tokenizer (``AutoModel`` / ``AutoTokenizer.from_pretrained(out_dir)``,
+        and ``hf:out_dir`` or plain ``out_dir`` as a text encoder spec); the tokenizer's model_max_length is set
+        to this encoder's max_length."""
+        out = Path(out_dir)
+        self.model.save_pretrained(str(out), safe_serialization=True)
+        self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.save_pretrained(str(out))
+        return out
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
@@ -162,18 +207,22 @@ class HFTextEncoder(TextEncoder):
         return out.last_hidden_state, pooled                     # (B, T, D), (B, D) | None
 
 
-def _max_length(config, tokenizer) -> int:
-    """The tokenizer's model_max_length when it says one, capped by the position embeddings (RoBERTa-style models
-    start positions after the padding index)."""
-    limits = []
-    if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 1_000_000:
-        limits.append(int(tokenizer.model_max_length))
+def _positions(config, default: int) -> int:
+    """Positions the model embeds (RoBERTa-style models start them after the padding index); ``default`` when the
+    config does not say."""
     positions = getattr(config, "max_position_embeddings", None)
-    if positions:
-        offset = int(config.pad_token_id) + 1 if "roberta" in config.model_type or config.model_type == "camembert" \
-            else 0
-        limits.append(int(positions) - offset)
-    return min(limits) if limits else 512
+    if not positions:
+        return default
+    offset = int(config.pad_token_id) + 1 if "roberta" in config.model_type or config.model_type == "camembert" else 0
+    return int(positions) - offset
+
+
+def _max_length(config, tokenizer) -> int:
+    """The tokenizer's model_max_length when it says one, capped by the position embeddings."""
+    said = getattr(tokenizer, "model_max_length", None)
+    said = int(said) if said and said < 1_000_000 else None
+    positions = _positions(config, said or 512)
+    return min(positions, said) if said else positions
 
 
 def load_hf_text(spec: EncoderSpec, pretrained: bool = True, max_length: int | None = None) -> HFTextEncoder:

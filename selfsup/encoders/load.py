@@ -34,6 +34,9 @@ def load_image_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, imag
     if s.library == "open_clip":
         from .open_clip_encoder import load_open_clip_image
         return load_open_clip_image(s, pretrained, image_size)
+    if s.library == "pixels":
+        from .pixels import load_pixels
+        return load_pixels(s.name, image_size, s.text)
     enc = _ours(s, "image", pretrained)
     if image_size and (image_size,) * 2 != tuple(enc.preprocess.input_size):
         raise EncoderError(f"'{s}': our encoders run at the size they were trained at "
@@ -43,10 +46,12 @@ def load_image_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, imag
 
 def load_text_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, max_length: int | None = None
                       ) -> TextEncoder:
-    """A text encoder (with its tokenizer) on CPU, in eval mode; ``max_length`` caps the encoder's own limit."""
+    """A text encoder (with its tokenizer) on CPU, in eval mode; ``max_length``: truncate there instead of at the
+    encoder's own limit (at most the positions it embeds)."""
     s = spec if isinstance(spec, EncoderSpec) else parse_spec(spec)
-    if s.library == "timm":
-        raise EncoderError(f"'{s}': timm models are image encoders; name a text model (hf:, open_clip: or ours)")
+    if s.library in ("timm", "pixels"):
+        what = "timm models are" if s.library == "timm" else "raw pixels are"
+        raise EncoderError(f"'{s}': {what} image encoders; name a text model (hf:, open_clip: or ours)")
     if s.library == "hf":
         from .hf_encoder import load_hf_text
         return load_hf_text(s, pretrained, max_length)
@@ -55,7 +60,7 @@ def load_text_encoder(spec: str | EncoderSpec, *, pretrained: bool = True, max_l
         return load_open_clip_text(s, pretrained, max_length)
     enc = _ours(s, "text", pretrained)
     if max_length:
-        enc.max_length = min(enc.max_length, int(max_length))
+        enc.set_max_length(int(max_length))
     return enc
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .base import EncoderError, ImageEncoder, TextEncoder, block_layer_id
+from .base import EncoderError, ImageEncoder, TextEncoder, TokenBatch, block_layer_id
 from .hub import fetching
 from .preprocess import ImagePreprocess, TextPreprocess
 from .spec import EncoderSpec
@@ -61,12 +61,14 @@ class OpenClipTextEncoder(TextEncoder):
         self.text, self.tokenizer, self.spec = text, tokenizer, spec
         self.embed_dim = int(text.width)
         self.depth = len(text.transformer.resblocks)
-        self.max_length = int(min(max_length or text.context_length, text.context_length))
+        self.max_length = self.positions = int(text.context_length)
         inner = getattr(tokenizer, "tokenizer", None)            # open_clip's HFTokenizer wraps a transformers one
         self.pad_id = int(getattr(inner, "pad_token_id", None) or getattr(text, "pad_id", 0) or 0)
         self.preprocess = TextPreprocess(f"{type(tokenizer).__name__} (open_clip)",
                                          int(getattr(tokenizer, "vocab_size", text.vocab_size)), self.max_length,
                                          self.pad_id, source=spec)
+        if max_length:
+            self.set_max_length(max_length)
 
     def layer_id(self, name: str) -> int:
         return block_layer_id(name, self.depth, BEFORE_BLOCKS)
@@ -74,9 +76,9 @@ class OpenClipTextEncoder(TextEncoder):
     def no_weight_decay(self) -> set[str]:
         return {"text.positional_embedding"}
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        ids = self.tokenizer(list(texts), context_length=self.max_length)       # (B, max_length), padded
-        return {"input_ids": ids, "attention_mask": (ids != self.pad_id).long()}
+    def tokenize(self, texts: list[str], padding: str = "max_length") -> TokenBatch:
+        ids = self.tokenizer(list(texts), context_length=self.max_length)       # (B, max_length), always padded
+        return TokenBatch(input_ids=ids, attention_mask=(ids != self.pad_id).long())
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         from open_clip.transformer import text_global_pool

@@ -8,6 +8,8 @@
     open_clip:ARCH[:TAG_OR_FILE]          an open_clip model: architecture (a built-in name or a model-config JSON
                                           file) with a pretrained tag or a weights file; or open_clip:DIR (a folder
                                           with open_clip_config.json + weights), open_clip:hf-hub:ORG/NAME
+    pixels | pixels:SIZE                  raw pixels, the baseline (selfsup.encoders.pixels); a folder named
+                                          "pixels" is ./pixels
 
 Which tower of a CLIP-like model is used follows from where the spec is given: ``load_image_encoder`` takes
 the image tower, ``load_text_encoder`` the text tower.
@@ -24,7 +26,7 @@ LIBRARIES = ("timm", "hf", "open_clip")
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    library: str        # ours | timm | hf | open_clip
+    library: str        # ours | timm | hf | open_clip | pixels
     name: str           # a path, a hub name or an architecture
     weights: str = ""   # open_clip: the pretrained tag or weights file
     text: str = ""      # the spec as given
@@ -36,9 +38,11 @@ class EncoderSpec:
 def parse_spec(spec: str) -> EncoderSpec:
     text = str(spec).strip()
     if not text:
-        raise EncoderError("empty encoder spec: give a run or export folder, timm:NAME, hf:NAME_OR_DIR or "
-                           "open_clip:ARCH[:TAG_OR_FILE]")
+        raise EncoderError("empty encoder spec: give a run or export folder, timm:NAME, hf:NAME_OR_DIR, "
+                           "open_clip:ARCH[:TAG_OR_FILE] or pixels[:SIZE]")
     prefix, sep, rest = text.partition(":")
+    if prefix == "pixels":
+        return EncoderSpec("pixels", rest, text=text)
     if not sep or prefix not in LIBRARIES:
         if sep and prefix.replace("-", "_").lower() in ("openclip", "open_clip", "huggingface", "transformers") \
                 and not Path(text).exists():
