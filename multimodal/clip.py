@@ -5,8 +5,8 @@ open_clip's contrastive loss (InfoNCE both ways) or SigLIP's pairwise sigmoid lo
     out = model(images, input_ids, attention_mask)   # image/text features (B, E) unit-norm, logit scale (and bias)
     loss = build_loss("clip")(**out)                 # gathers features across ranks under DDP, with gradients
 
-The towers follow the encoder contract (multimodal.towers); ``encode_image`` / ``encode_text`` are open_clip's
-names, so its zero-shot classifier builder works on this model as it does on its own.
+The towers follow the encoder contract (selfsup.encoders; multimodal.towers); ``encode_image`` / ``encode_text`` are
+open_clip's names, so its zero-shot classifier builder works on this model as it does on its own.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class CLIP(nn.Module):
 
     def shard_units(self) -> list[nn.Module]:
         """FSDP units: every transformer block of both towers."""
-        return list(self.image.vit.blocks) + self.text.layers()
+        return self.image.shard_units() + self.text.shard_units()
 
 
 def build_loss(kind: str = "clip", local_loss: bool = False) -> nn.Module:

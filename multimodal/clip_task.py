@@ -1,6 +1,8 @@
 """The `clip` task: contrastive image-text pretraining of an image tower and a text tower on the shared trainer,
 judged by retrieval both ways (Recall@1/5/10), zero-shot classification (scene attributes, any ImageFolder) and
-probes of the image tower; exported as a vision encoder (DIR/image) and a transformers text encoder (DIR/text)."""
+probes of the image tower; exported as a vision encoder (DIR/image) and a transformers text encoder (DIR/text).
+Either tower is any encoder spec (selfsup.encoders); the run folder itself is an image encoder spec too
+(multimodal.encoder_spec)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,15 +20,16 @@ from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
 from vision.data import image_folder
+from vision.encoder_spec import ImageEncoderSource
 from vision.mim import ProbeConfig, encoder_probes
-from vision.transforms import eval_view, random_resized_crop
+from vision.transforms import random_resized_crop
 from vision.vit import ViTConfig, vit_size
 
 from . import data as D
 from .clip import CLIP, LOSSES, build_loss
 from .data import CaptionDataConfig
 from .retrieval import chance_recall, retrieval_recall
-from .towers import TOWER_MODES, ImageTowerSource, set_mode, text_tokenizer, text_tower, tower_param_groups
+from .towers import TOWER_MODES, TextTowerSource, set_mode, tower_param_groups
 from .zeroshot import folder_prompts, scene_prompts, zeroshot_accuracy, zeroshot_classifier
 
 
@@ -47,13 +50,15 @@ class ClipEvalConfig:
 class ClipTaskConfig:
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     eval: ClipEvalConfig = field(default_factory=ClipEvalConfig)
-    vision_init: str = ""         # a run / checkpoint / export of any of our vision methods; "" = random ViT
+    vision_init: str = ""         # any image encoder spec: our vision runs / exports, timm:, hf:, open_clip:, pixels;
+                                  # "" = random ViT shaped by vision_model
+    vision_pretrained: bool = True   # false: vision_init's architecture with fresh weights (its random control)
     vision_model: ViTConfig = field(default_factory=lambda: ViTConfig(**vit_size("tiny")))  # when vision_init is ""
     vision_mode: str = "finetune" # frozen | finetune | llrd (finetune with layer-wise LR decay)
     vision_lr_scale: float = 1.0  # the image tower's LR relative to trainer.lr
     image_pool: str = "cls"       # cls (CLIP's class token) | mean (of the patch tokens): the feature projected
-    text_init: str = ""           # a transformers folder with its tokenizer (`selfsup export bert`); "" = a BERT
-                                  # shaped by text_model, WordPiece trained on the training captions
+    text_init: str = ""           # any text encoder spec with its tokenizer (`selfsup export bert`, hf:, open_clip:);
+                                  # "" = a BERT shaped by text_model, WordPiece trained on the training captions
     text_pretrained: bool = True  # false: text_init's architecture and tokenizer, random weights (the baseline)
     text_model: BertModelConfig = field(default_factory=BertModelConfig)   # architecture when text_init is ""
     text_mode: str = "finetune"   # frozen | finetune | llrd
@@ -104,19 +109,20 @@ class ClipTask:
         if not 0 < cfg.min_crop_scale <= 1:
             raise ValueError(f"task.min_crop_scale must be in (0, 1], not {cfg.min_crop_scale}")
         self.cfg = cfg
-        self.vision = ImageTowerSource(cfg.vision_init, cfg.vision_model)
+        self.vision = ImageEncoderSource(cfg.vision_init, cfg.vision_model, cfg.vision_pretrained)
         self.size = self.vision.img_size
         self.train, self.splits = D.load_splits(cfg.data, self.size)
-        self.tokenizer = text_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs], cfg.vocab_size)
+        self.text = TextTowerSource(cfg.text_init, cfg.text_pretrained, cfg.text_model,
+                                    [r for refs in self.train.refs for r in refs], cfg.vocab_size, cfg.max_len)
         self.dataset = f"{cfg.data.source}-captions"
+        self.record = {"image_tower": self.vision.describe(), "text_tower": self.text.describe()}
 
     # ------------------------------------------------------------------------------ model
 
     def build_model(self) -> CLIP:
         cfg = self.cfg
-        text = text_tower(cfg.text_init, cfg.text_pretrained, cfg.text_model, self.tokenizer, cfg.max_len)
-        return CLIP(set_mode(self.vision.build(), cfg.vision_mode), set_mode(text, cfg.text_mode), cfg.embed_dim,
-                    cfg.image_pool, cfg.text_pool, cfg.loss)
+        return CLIP(set_mode(self.vision.build(), cfg.vision_mode), set_mode(self.text.build(), cfg.text_mode),
+                    cfg.embed_dim, cfg.image_pool, cfg.text_pool, cfg.loss)
 
     def param_groups(self, model: CLIP, weight_decay: float) -> list[dict]:
         cfg = self.cfg
@@ -132,7 +138,10 @@ class ClipTask:
         image = self.train.image(index)
         if self.cfg.min_crop_scale < 1:
             image = random_resized_crop(image, self.size, g, scale=(self.cfg.min_crop_scale, 1.0))
-        return D.caption_example(self.train, self.tokenizer, self.cfg.max_len, index, g, image=image)
+        return D.caption_example(self.train, self._tokenize, index, g, image=image)
+
+    def _tokenize(self, texts: list[str]):
+        return self.text.tokenize(texts, padding="max_length")
 
     def train_batches(self, plan: BatchPlan):
         if plan.grad_accum != 1:
@@ -158,10 +167,10 @@ class ClipTask:
         return tqdm(range(0, n, bs), desc=desc, disable=True if n < 20 * bs else None, mininterval=1.0)
 
     def embed_images(self, model: CLIP, images, idx: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings (n, E) of ``images.take(idx)`` (any set with the image-data contract)."""
+        """Unit-norm embeddings (n, E) of ``images.take(idx)`` (any set with the image-data contract), each brought
+        to the tower's input by the tower's own resize and crop."""
         device, bs = next(model.parameters()).device, self.cfg.eval.batch_size
-        return torch.cat([model.encode_image(eval_view(images.take(idx[i:i + bs]), self.size).to(device),
-                                             normalize=True).float().cpu()
+        return torch.cat([model.encode_image(images.take(idx[i:i + bs]).to(device), normalize=True).float().cpu()
                           for i in self._steps(len(idx), "embed images")])
 
     def embed_texts(self, model: CLIP, texts: list[str]) -> torch.Tensor:
@@ -188,7 +197,7 @@ class ClipTask:
             recall = retrieval_recall(similarity, text_image) | chance_recall(text_image, len(idx))
             if split == next(iter(self.splits)):
                 self._gallery(data, idx, texts, text_image, similarity, out_dir / "retrieval_gallery.png")
-            extra = {"n_images": len(idx), "n_texts": len(texts), "n_distinct_texts": len(set(texts))}
+            extra = {"n_images": len(idx), "n_texts": len(texts), "n_distinct_texts": len(set(texts)), **self.record}
             scores += [Score(self.dataset, split, metric, value, extra) for metric, value in recall.items()]
             for attribute, classifier in classifiers.items():
                 labels = data.attributes[attribute][idx]
@@ -227,7 +236,8 @@ class ClipTask:
         classifier = zeroshot_classifier(model, names, templates)
         accuracy = zeroshot_accuracy(self.embed_images(model, folder, idx), classifier, folder.labels[idx])
         words = [w for name in names for w in name.lower().split()]
-        known = sum(w in self.tokenizer.vocab for w in words) / len(words)   # whole words the text tower has seen
+        vocab = self.text.vocabulary()                                       # whole words the text tower has seen
+        known = None if vocab is None else sum(w in vocab for w in words) / len(words)
         split = path.name if path.name in ("train", "val", "test") else "all"
         dataset = path.parent.name if split != "all" else path.name
         extra = {"n": len(idx), "classes": len(names), "templates": self.cfg.eval.zeroshot_templates,
@@ -240,15 +250,25 @@ class ClipTask:
     def export(self, model: CLIP, out_dir: Path) -> Path:
         """DIR/image: the image tower as a vision encoder export (what `vit-finetune` task.init, `caption`
         task.vision_init and `ppo` task.encoder.init read); DIR/text: the text tower as a transformers folder with its
-        tokenizer (`caption` task.text_init for BERT towers); DIR/heads.safetensors + clip.json: the projections and
-        temperature that map both into the shared space."""
+        tokenizer (`caption` task.text_init for BERT towers, `clip` task.text_init for any); DIR/heads.safetensors +
+        clip.json: the projections and temperature that map both into the shared space. A tower from a library
+        without an export here (timm:, hf: and open_clip: image towers, open_clip: text towers) is not written:
+        clip.json says so, and the run folder itself is that image tower's spec."""
         out = Path(out_dir)
-        model.image.export_timm(out / "image")
-        model.text.export(out / "text")
+        out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, tower in (("image", model.image), ("text", model.text)):
+            if hasattr(tower, "export"):
+                tower.export(out / name)
+                written[name] = name
+            else:
+                written[name] = None
         save_weights(model.head_parameters(), out / "heads.safetensors")
         atomic_write_json(out / "clip.json", {"embed_dim": self.cfg.embed_dim, "image_pool": self.cfg.image_pool,
                                               "text_pool": self.cfg.text_pool, "loss": self.cfg.loss,
-                                              "max_len": self.cfg.max_len})
+                                              "max_len": self.cfg.max_len, "towers": written,
+                                              "image_tower": self.cfg.vision_init or "random ViT",
+                                              "text_tower": self.cfg.text_init or "random BERT"})
         return out
 
 

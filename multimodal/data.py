@@ -186,12 +186,12 @@ def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str
     raise ValueError(f"unknown task.data.source '{cfg.source}'; choose scenes, coco, karpathy or flickr30k")
 
 
-def caption_example(data: CaptionSet, tokenizer, max_len: int, index: int, g: torch.Generator,
+def caption_example(data: CaptionSet, tokenize, index: int, g: torch.Generator,
                     image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """One training pair: an image (or a view of it) and one of its references drawn with ``g``, tokenized to
-    ``max_len`` (padded, so batches stack)."""
+    """One training pair: an image (or a view of it) and one of its references drawn with ``g``, tokenized by
+    ``tokenize(texts) -> {"input_ids", "attention_mask"}`` (1, T), padded to a fixed length so that batches stack."""
     refs = data.refs[index]
     text = refs[int(torch.randint(len(refs), (1,), generator=g))]
-    enc = tokenizer(text, max_length=max_len, truncation=True, padding="max_length", return_tensors="pt")
+    enc = tokenize([text])
     return {"images": data.image(index) if image is None else image, "input_ids": enc["input_ids"][0],
             "attention_mask": enc["attention_mask"][0]}

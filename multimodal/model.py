@@ -1,4 +1,4 @@
-"""The captioner: the vision package's encoder (all patch tokens, no masking) projected into a BERT
+"""The captioner: an image encoder's tokens (any encoder spec: all its tokens, no masking) projected into a BERT
 decoder — transformers' BertLMHeadModel: causal self-attention plus new cross-attention layers —
 warm-started from a BERT pretraining checkpoint, with an optional CoCa-style contrastive loss.
 
@@ -13,8 +13,8 @@ from torch import nn
 from transformers import BertConfig, BertLMHeadModel, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from selfsup.encoders import ImageEncoder
 from selfsup.errors import ConfigError
-from vision.encoder import ViTEncoder
 
 from .clip import CLIP_LOGIT_SCALE, MAX_LOGIT_SCALE, build_loss
 
@@ -62,11 +62,11 @@ def decoding_kwargs(num_beams: int, length_penalty: float, min_len: int, top_p: 
 
 
 class Captioner(nn.Module):
-    def __init__(self, encoder: ViTEncoder, decoder: BertLMHeadModel, contrastive_dim: int = 0):
+    def __init__(self, encoder: ImageEncoder, decoder: BertLMHeadModel, contrastive_dim: int = 0):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         hidden = decoder.config.hidden_size
-        self.proj = nn.Sequential(nn.Linear(encoder.embed_dim, hidden), nn.LayerNorm(hidden))
+        self.proj = nn.Sequential(nn.Linear(encoder.token_dim, hidden), nn.LayerNorm(hidden))
         self.contrastive = contrastive_dim > 0
         if self.contrastive:
             self.image_head = nn.Linear(hidden, contrastive_dim)
@@ -74,7 +74,7 @@ class Captioner(nn.Module):
             self.logit_scale = nn.Parameter(torch.tensor(CLIP_LOGIT_SCALE))
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) uint8 -> (B, 1 + L, hidden): every token of the encoder, projected."""
+        """(B, 3, H, W) uint8 -> (B, prefix + L, hidden): every token of the encoder, projected."""
         return self.proj(self.encoder.forward_features(images))
 
     def forward(self, images, input_ids, attention_mask):

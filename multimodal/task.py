@@ -13,12 +13,16 @@ from transformers import BertForPreTraining, BertLMHeadModel
 from language.model import BertModelConfig, hf_config
 from language.tokenizer import TokenizerError
 from selfsup.data import step_loader
+from selfsup.encoders import EncoderError
+from selfsup.encoders.hub import fetching
 from selfsup.errors import ConfigError
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
+from vision.encoder import ViTEncoder
+from vision.encoder_spec import ImageEncoderSource
 from vision.vit import ViTConfig, vit_size
 
 from . import data as D
@@ -26,7 +30,7 @@ from .data import CaptionDataConfig
 from .metrics import CaptionScorer
 from .model import Captioner, caption_loss, contrastive_loss, decoder_config, warm_start
 from .peer import HFCaptioner
-from .towers import ImageTowerSource, set_mode, text_tokenizer, tower_param_groups
+from .towers import bert_checkpoint, decoder_tokenizer, set_mode, tower_param_groups
 
 
 @dataclass
@@ -43,11 +47,14 @@ class CaptionEvalConfig:
 class CaptionTaskConfig:
     data: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     eval: CaptionEvalConfig = field(default_factory=CaptionEvalConfig)
-    vision_init: str = ""         # an MAE run / checkpoint / encoder export; "" = random ViT (the baseline)
+    vision_init: str = ""         # any image encoder spec (selfsup.encoders): a vision run / checkpoint / export, a
+                                  # clip run or export/image, timm:, hf:, open_clip:, pixels; "" = random ViT
+    vision_pretrained: bool = True   # false: vision_init's architecture with fresh weights (its random control)
     vision_model: ViTConfig = field(default_factory=lambda: ViTConfig(**vit_size("tiny")))  # when vision_init is ""
     vision_mode: str = "finetune" # frozen | finetune | llrd (finetune with layer-wise LR decay)
     layer_decay: float = 0.75
-    text_init: str = ""           # a transformers BERT folder with its tokenizer (`selfsup export bert`)
+    text_init: str = ""           # a BERT checkpoint with its tokenizer that warm-starts the decoder: `selfsup export
+                                  # bert`, a clip export's text/, or hf:DIR_OR_NAME of a BERT model
     text_pretrained: bool = True  # false: text_init's architecture and tokenizer, random weights (the baseline)
     text_model: BertModelConfig = field(default_factory=BertModelConfig)  # architecture when text_init is ""
     vocab_size: int = 1000        # tokenizer trained on the training captions when text_init is ""
@@ -79,20 +86,28 @@ class CaptionTask:
                              "LR decay nor a contrastive head: use task.vision_mode=frozen|finetune, "
                              "contrastive_weight=0")
         self.cfg = cfg
-        self.vision = ImageTowerSource(cfg.vision_init, cfg.vision_model)   # random weights drawn in build_model
+        self.vision = ImageEncoderSource(cfg.vision_init, cfg.vision_model, cfg.vision_pretrained)
+        if cfg.impl == "transformers" and not isinstance(self.vision.template, (ViTEncoder, type(None))):
+            raise ConfigError("task.impl=transformers (VisionEncoderDecoderModel) holds our ViT: task.vision_init must "
+                              "be one of our vision runs or exports, or empty")
         size = self.vision.img_size
         self.train, self.splits = D.load_splits(cfg.data, size)
-        self.tokenizer = text_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs], cfg.vocab_size)
+        self.tokenizer = decoder_tokenizer(cfg.text_init, [r for refs in self.train.refs for r in refs],
+                                           cfg.vocab_size)
         self.scorer = CaptionScorer(self.train.refs)
+        self.record = {**self.vision.describe(), "text_init": cfg.text_init or "random",
+                       "text_pretrained": bool(cfg.text_init) and cfg.text_pretrained}
 
     # ------------------------------------------------------------------------------ model
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
         if cfg.text_init:
+            name = bert_checkpoint(cfg.text_init)
             try:
-                pretrained = BertForPreTraining.from_pretrained(cfg.text_init, local_files_only=True)
-            except (OSError, ValueError) as e:
+                with fetching(cfg.text_init, f"hf download {name}"):
+                    pretrained = BertForPreTraining.from_pretrained(name, local_files_only=Path(name).is_dir())
+            except EncoderError as e:
                 raise TokenizerError(f"cannot load a BERT checkpoint from {cfg.text_init}: {e}") from None
             if pretrained.config.vocab_size != len(self.tokenizer):
                 raise TokenizerError(f"{cfg.text_init}: tokenizer ({len(self.tokenizer)}) and embeddings "
@@ -120,8 +135,12 @@ class CaptionTask:
 
     # ------------------------------------------------------------------------------ data and loss
 
+    def _tokenize(self, texts: list[str]):
+        return self.tokenizer(texts, max_length=self.cfg.max_len, truncation=True, padding="max_length",
+                              return_tensors="pt")
+
     def _example(self, index: int, g: torch.Generator):
-        return D.caption_example(self.train, self.tokenizer, self.cfg.max_len, index, g)
+        return D.caption_example(self.train, self._tokenize, index, g)
 
     def train_batches(self, plan: BatchPlan):
         return step_loader(len(self.train), self._example, plan)
@@ -164,7 +183,7 @@ class CaptionTask:
             hyps = self.decode(model, data.take(idx))
             values = self.scorer.score(hyps, [data.refs[i] for i in idx])
             extra = {"n": n, "tokenizer": self.scorer.tokenizer_name, "decoding": decoding,
-                     "unavailable": self.scorer.unavailable()}
+                     "unavailable": self.scorer.unavailable(), **self.record}
             scores += [Score(f"{self.cfg.data.source}-captions", split, m, v, extra) for m, v in values.items()]
             if split == "test":
                 self._gallery(data, idx, hyps, out_dir / "caption_gallery.png")

@@ -1,4 +1,5 @@
-"""Actor-critic policies on an image encoder: pretrained MAE ViT, random ViT, or a scratch NatureCNN.
+"""Actor-critic policies on an image encoder: any encoder spec (our MAE runs, a clip run, timm:, hf:, open_clip:,
+pixels), a random ViT, or a scratch NatureCNN.
 
     obs (B, history, H, W, 3) uint8 --backbone--> embedding --adapter, norm, trunk--> logits (B, A), value (B,)
 
@@ -15,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.encoders import ImageEncoder, parse_spec
 from selfsup.errors import ConfigError
-from vision.encoder import ViTEncoder
+from vision.encoder_spec import ImageEncoderSource
 from vision.vit import ViTConfig
 
 KINDS = ("cnn", "vit", "flat")
@@ -26,9 +28,11 @@ POOLS = ("cls", "mean", "tokens")
 
 @dataclass
 class EncoderConfig:
-    kind: str = "vit"          # vit (MAE-pretrained or random ViT) | cnn (NatureCNN from scratch)
+    kind: str = "vit"          # vit (an image encoder: `init`, or a random ViT) | cnn (NatureCNN from scratch)
                                # | flat (state vectors)
-    init: str = ""             # vit: an MAE run / checkpoint / encoder export; "" = a random ViT shaped like `model`
+    init: str = ""             # vit: any image encoder spec (an MAE run / export, timm:, hf:, open_clip:, pixels, ...);
+                               # hub models and pixels run at the frame size; "" = a random ViT shaped like `model`
+    pretrained: bool = True    # false: init's architecture with fresh weights (its random-weights control)
     model: ViTConfig = field(default_factory=ViTConfig)   # vit architecture when init is ""
     mode: str = "frozen"       # frozen | finetune | partial (last_k blocks); cnn and flat always train
     last_k: int = 1            # partial: ViT blocks (and the final norm) that train
@@ -64,13 +68,13 @@ class NatureCNN(nn.Module):
         return self.fc(self.convs(x))
 
 
-class ViTBackbone(nn.Module):
-    """Each of the k frames through the ViT (resized to its input size); the chosen feature per frame."""
+class EncoderBackbone(nn.Module):
+    """Each of the k frames through the image encoder (resized to its input size); the chosen feature per frame."""
 
-    def __init__(self, encoder: ViTEncoder, pool: str):
+    def __init__(self, encoder: ImageEncoder, pool: str):
         super().__init__()
         self.encoder, self.pool = encoder, pool
-        self.size = encoder.cfg.img_size
+        self.size = encoder.input_size
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:      # (B, k, H, W, 3) uint8 -> (B, k, D) or (B, k, L, D)
         b, k, h, w, c = obs.shape
@@ -172,15 +176,28 @@ def build_policy(cfg: EncoderConfig, obs_shape: tuple, num_actions: int, obs_nor
         return Policy(cnn, nn.Identity(), cnn.out_dim, num_actions, frozen=False, obs_norm=obs_norm)
     if cfg.pool not in POOLS:
         raise ConfigError(f"unknown task.encoder.pool '{cfg.pool}'; choose one of {', '.join(POOLS)}")
-    encoder = ViTEncoder.from_checkpoint(cfg.init) if cfg.init else ViTEncoder.random(cfg.model)
+    encoder = ImageEncoderSource(cfg.init, cfg.model, cfg.pretrained, frame_size(cfg.init, size)).build()
     if cfg.mode == "partial":
         encoder.unfreeze(last_k=cfg.last_k)
     elif cfg.mode == "finetune":
         encoder.unfreeze()
-    backbone = ViTBackbone(encoder, cfg.pool)
+    else:
+        encoder.freeze()
+    backbone = EncoderBackbone(encoder, cfg.pool)
     if cfg.pool == "tokens":
-        adapter = TokenCompressor(encoder.embed_dim, cfg.compress_dim, encoder.num_patches, history)
+        adapter = TokenCompressor(encoder.token_dim, cfg.compress_dim, encoder.num_tokens(), history)
         dim = adapter.out_dim
     else:
         adapter, dim = nn.Flatten(), history * encoder.embed_dim
     return Policy(backbone, adapter, dim, num_actions, frozen=cfg.mode == "frozen", obs_norm=obs_norm)
+
+
+def frame_size(init: str, size: int) -> int | None:
+    """The input size to run ``init`` at: the frame size for hub models and raw pixels without a size of their own
+    (position embeddings interpolated, as each library does); None for our encoders (they run at the size they were
+    trained at, frames resized to it) and for ``pixels:SIZE``."""
+    if not init:
+        return None
+    spec = parse_spec(init)
+    return size if spec.library in ("timm", "hf", "open_clip") or (spec.library == "pixels" and not spec.name) \
+        else None

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.encoders import describe
 from selfsup.errors import CheckpointError, ConfigError
 from selfsup.io import atomic_write_json
+from selfsup.optim import merge_groups
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 from vision.vit import vit_size
@@ -104,13 +106,18 @@ class PPOTask:
         return build_policy(self.cfg.encoder, self.obs_shape, self.num_actions, self.cfg.obs_norm)
 
     def param_groups(self, model, weight_decay: float) -> list[dict]:
-        """The backbone (when it trains) at trainer.lr * encoder.lr_scale; CNN/flat backbones train at full LR."""
-        scale = self.cfg.encoder.lr_scale if self.cfg.encoder.kind == "vit" else 1.0
-        backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+        """The image encoder (when it trains) at trainer.lr * encoder.lr_scale, grouped by its own ``param_groups``
+        (no weight decay on norms, biases and embeddings); CNN/flat backbones train at full LR."""
         ids = {id(p) for p in model.backbone.parameters()}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         groups = [{"params": rest, "weight_decay": weight_decay}]
-        return groups + ([{"params": backbone, "weight_decay": weight_decay, "lr_scale": scale}] if backbone else [])
+        if self.cfg.encoder.kind != "vit":
+            backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+            return groups + ([{"params": backbone, "weight_decay": weight_decay}] if backbone else [])
+        encoder = model.backbone.encoder.param_groups(weight_decay)
+        for g in encoder:
+            g["lr_scale"] = g.get("lr_scale", 1.0) * self.cfg.encoder.lr_scale
+        return groups + merge_groups(encoder)
 
     # ------------------------------------------------------------------ rollouts -> minibatches
 
@@ -221,6 +228,9 @@ class PPOTask:
         cfg, device = self.cfg, next(model.parameters()).device
         extra = {"env_steps": self.env_steps, "episodes": cfg.eval_episodes, "encoder": self.cfg.encoder.kind,
                  "mode": self.cfg.encoder.mode}
+        if self.cfg.encoder.kind == "vit":    # what the backbone is and how frames reach it
+            extra.update(describe(model.backbone.encoder), encoder_init=cfg.encoder.init or "random ViT",
+                         pretrained=bool(cfg.encoder.init) and cfg.encoder.pretrained, pool=cfg.encoder.pool)
         scores = []
         for greedy in (True, False):
             returns = run_episodes(cfg.env, model, cfg.eval_episodes, cfg.eval_seed, device, greedy)

@@ -48,6 +48,16 @@ def layer_decay_groups(model: nn.Module, layer_id, depth: int, weight_decay: flo
     return list(groups.values())
 
 
+def merge_groups(groups: list[dict]) -> list[dict]:
+    """Groups with equal settings (weight decay, LR scale) as one, parameters in order: layer-wise groups without a
+    decay between layers collapse to one group per setting."""
+    merged: dict[tuple, dict] = {}
+    for g in groups:
+        key = (g.get("weight_decay"), g.get("lr_scale", 1.0))
+        merged.setdefault(key, {**g, "params": []})["params"] += list(g["params"])
+    return list(merged.values())
+
+
 def build_optimizer(groups: list[dict], lr: float, betas: tuple[float, float], eps: float, fused: bool):
     for g in groups:
         g["lr"] = lr * g.get("lr_scale", 1.0)

@@ -307,22 +307,27 @@ def test_clip_on_karpathy_captions_retrieves_without_scene_evaluations(tmp_path,
     res = {(r.dataset, r.split, r.metric): r for r in out["results"]}
     assert {d for d, _, _ in res} == {"karpathy-captions"} and {s for _, s, _ in res} == {"test"}
     recall = res[("karpathy-captions", "test", "text_retrieval_recall@5")]
-    assert recall.extra == {"n_images": 8, "n_texts": 24, "n_distinct_texts": 16}
+    assert {k: recall.extra[k] for k in ("n_images", "n_texts", "n_distinct_texts")} == \
+        {"n_images": 8, "n_texts": 24, "n_distinct_texts": 16}
+    towers = recall.extra["image_tower"], recall.extra["text_tower"]                   # what each tower was, recorded
+    assert towers[0]["encoder_family"] == "selfsup" and towers[0]["preprocess"]["input_size"] == [16, 16]
+    assert towers[1]["embed_dim"] == 32 and towers[1]["pretrained"] is False
 
 
 def test_text_tower_from_an_export_checks_what_loaded(task, tmp_path):
     from transformers import BertForPreTraining
 
-    from multimodal.towers import TowerError, text_tower
+    from selfsup.encoders import EncoderError, load_text_encoder
     bert = BertForPreTraining(task.build_model().text.model.config)   # an MLM+NSP export: heads the tower drops
     bert.save_pretrained(str(tmp_path / "bert"))
-    tower = text_tower(str(tmp_path / "bert"), True, None, task.tokenizer, 32)
+    task.text.template.tokenizer.save_pretrained(str(tmp_path / "bert"))
+    tower = load_text_encoder(str(tmp_path / "bert"), max_length=32)
     torch.testing.assert_close(tower.model.encoder.layer[1].output.dense.weight,
                                bert.bert.encoder.layer[1].output.dense.weight)
     assert tower.model.pooler is None
     config = json.loads((tmp_path / "bert" / "config.json").read_text())
     (tmp_path / "bert" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
-    with pytest.raises(TowerError, match="encoder.layer.2"):
-        text_tower(str(tmp_path / "bert"), True, None, task.tokenizer, 32)
-    with pytest.raises(TowerError, match="task.max_len=999"):
-        text_tower(str(tmp_path / "bert"), False, None, task.tokenizer, 999)
+    with pytest.raises(EncoderError, match="encoder.layer.2"):
+        load_text_encoder(str(tmp_path / "bert"))
+    with pytest.raises(EncoderError, match="max_length 999 must lie in 1..128, the positions"):
+        load_text_encoder(str(tmp_path / "bert"), pretrained=False, max_length=999)

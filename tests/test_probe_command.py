@@ -133,3 +133,43 @@ def test_our_text_exports_are_specs_and_runs_say_to_export(tmp_path):
     with pytest.raises(EncoderError, match="not a run or export .* as a image encoder .* use hf:"):
         load_image_encoder(str(export))
     assert json.loads((export / "config.json").read_text())["model_type"] == "bert"
+
+
+def test_pixels_baseline_is_a_direct_probe_on_flattened_pixels(tmp_path):
+    from selfsup.probes import probe_scores
+    from selfsup.subsets import sample_indices
+    from vision.data import decode_image, folder_files
+    from vision.transforms import IMAGENET_MEAN, IMAGENET_STD
+    data = colour_folder(tmp_path / "imgs")
+    out = tmp_path / "pixels"
+    assert main(["--encoder", "pixels", "--data", f"imagefolder:{data}", "--out", str(out),
+                 "--set", "image_size=8", "probe.epochs=5", "probe.max_train=16"]) == 0
+    got = {r.metric: r for r in read_results(out / "results.json")}
+    assert got["linear_probe_top1_cls"].extra["encoder"] == "pixels" and got["knn_top1_cls"].extra["embed_dim"] == 192
+
+    def flat(split):   # each file decoded on its own (short side to 8 px, centre crop), normalised, flattened
+        paths, labels, _ = folder_files(data / split)
+        x = torch.stack([torch.from_numpy(decode_image(p, 8)).permute(2, 0, 1) for p in paths]).float() / 255
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return x.flatten(1), torch.tensor(labels)
+    (xtr, ytr), (xte, yte) = flat("train"), flat("val")
+    idx = sample_indices(len(ytr), 16, seed=0, labels=ytr)                  # the probe's stratified sample
+    direct = {s.metric: s.value for s in probe_scores({"cls": xtr[idx]}, ytr[idx], {"cls": xte}, yte, "imgs", 5)}
+    for metric, value in direct.items():
+        assert got[metric].value == pytest.approx(value, abs=1e-6), metric
+    assert got["knn_top1_cls"].value > 0.9                                   # red vs blue pixels: an easy baseline
+
+
+def test_probe_decodes_only_the_images_it_probes(tmp_path, monkeypatch):
+    import vision.lazy
+    data = colour_folder(tmp_path / "imgs", n=20)                              # 40 training, 20 test images
+    decoded = []
+    original = vision.lazy.decode_image
+    monkeypatch.setattr(vision.lazy, "decode_image", lambda source, *a, **k: decoded.append(source) or
+                        original(source, *a, **k))
+    assert main(["--encoder", "pixels:8", "--data", f"imagefolder:{data}", "--out", str(tmp_path / "o"),
+                 "--set", "probe.epochs=1", "probe.max_train=10", "probe.max_test=6"]) == 0
+    assert len(decoded) == len(set(decoded)) == 16                            # the two samples, each image once
+    r = read_results(tmp_path / "o" / "results.json")[0]
+    assert r.extra["n_train"] == 10 and r.extra["n_test"] == 6
+    assert sum("/val/" in str(p) for p in decoded) == 6

@@ -9,7 +9,7 @@ from gymnasium.vector import AutoresetMode
 
 from rl.envs import EnvConfig, EnvError, make_vector_env
 from rl.evaluation import run_episodes
-from rl.policy import EncoderConfig, ViTBackbone, build_policy
+from rl.policy import EncoderBackbone, EncoderConfig, build_policy
 from rl.rollout import collect, gae, start
 from rl.task import PPOTask
 from selfsup.config import to_object
@@ -157,12 +157,12 @@ def test_encoder_modes_choose_what_trains(tmp_path):
 
 def _count_embedded(monkeypatch) -> list[int]:
     seen = [0]
-    original = ViTBackbone.forward
+    original = EncoderBackbone.forward
 
     def counting(self, obs):
         seen[0] += obs.shape[0] * obs.shape[1]          # frames: (B, history, H, W, 3)
         return original(self, obs)
-    monkeypatch.setattr(ViTBackbone, "forward", counting)
+    monkeypatch.setattr(EncoderBackbone, "forward", counting)
     return seen
 
 

@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from selfsup.encoders import encoder_device
+
 from .transforms import eval_view
 
 PROGRESS_MIN = 2048   # images from which feature extraction shows a progress bar (on a terminal)
@@ -18,7 +20,7 @@ def extract_features(encoder: nn.Module, images, indices: torch.Tensor | None = 
     ``images``: a uint8 tensor (N, 3, H, W) already at the encoder's size, or an image set (``take``) whose
     ``indices`` are read batch by batch — so a large set is never held in memory at once — and brought to
     ``size`` by the evaluation crop."""
-    device = next(encoder.parameters()).device
+    device = encoder_device(encoder)
     if torch.is_tensor(images):
         n, fetch = len(images), lambda i: images[i:i + batch_size]
     else:

@@ -1,8 +1,9 @@
-"""`vit-finetune`: finetune a pretrained encoder (any vision method's run or export, or random weights) with a
-linear head, layer-wise LR decay and label smoothing — MAE's main evaluation protocol."""
+"""`vit-finetune`: finetune an image encoder (any spec: our vision runs and exports, a clip run, timm:, hf:,
+open_clip:, pixels; or our ViT with random weights) with a linear head, layer-wise LR decay and label smoothing —
+MAE's main evaluation protocol. Augmentation crops at the encoder's input size; evaluation brings the stored images
+to it with the encoder's own resize and crop."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,19 +13,21 @@ from torch import nn
 
 from selfsup.config import ConfigError
 from selfsup.data import step_loader
+from selfsup.encoders import ImageEncoder
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 
-from .encoder import ViTEncoder
+from .encoder_spec import ImageEncoderSource
 from .mim import LazyImageData, dataset_name
 from .sources import ImageDataConfig
-from .transforms import eval_view, pretrain_view
+from .transforms import pretrain_view
 from .vit import ViTConfig, check, vit_size
 
 
 @dataclass
 class FinetuneConfig:
-    init: str = ""                  # a vision run / checkpoint / encoder export to start from; "" = random init
+    init: str = ""                  # any image encoder spec to start from (selfsup.encoders); "" = our ViT, random
+    pretrained: bool = True         # false: init's architecture with fresh weights (its random-weights control)
     vit: ViTConfig = field(default_factory=ViTConfig)   # architecture when init is ""; ignored otherwise
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     layer_decay: float = 0.75       # lr_scale = layer_decay ** (depth + 1 - layer), BEiT/MAE finetuning
@@ -34,7 +37,7 @@ class FinetuneConfig:
 
 
 class Classifier(nn.Module):
-    def __init__(self, encoder: ViTEncoder, num_classes: int, pool: str):
+    def __init__(self, encoder: ImageEncoder, num_classes: int, pool: str):
         super().__init__()
         if pool not in ("cls", "mean"):
             raise ConfigError(f"task.pool must be cls or mean, not '{pool}'")
@@ -62,11 +65,12 @@ class FinetuneTask(LazyImageData):
 
     def __init__(self, cfg: FinetuneConfig):
         self.cfg = cfg
-        self.pretrained = ViTEncoder.from_checkpoint(cfg.init) if cfg.init else None
-        self.vit = self.pretrained.cfg if self.pretrained is not None else cfg.vit
-        check(self.vit)
-        self.img_size = self.vit.img_size
+        if not cfg.init:
+            check(cfg.vit)
+        self.encoder = ImageEncoderSource(cfg.init, cfg.vit, cfg.pretrained)
+        self.img_size = self.encoder.img_size
         self.dataset = dataset_name(cfg.data)
+        self.record = {**self.encoder.describe(), "init": cfg.init or "random"}
 
     def load_sets(self):
         train, test = super().load_sets()
@@ -79,8 +83,7 @@ class FinetuneTask(LazyImageData):
         return int(torch.cat([self.train.labels, self.test.labels]).max()) + 1
 
     def build_model(self) -> nn.Module:
-        enc = copy.deepcopy(self.pretrained) if self.pretrained is not None else ViTEncoder.random(self.cfg.vit)
-        return Classifier(enc.unfreeze(), self.num_classes, self.cfg.pool)
+        return Classifier(self.encoder.build().unfreeze(), self.num_classes, self.cfg.pool)
 
     def param_groups(self, model: Classifier, weight_decay: float) -> list[dict]:
         head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
@@ -101,8 +104,7 @@ class FinetuneTask(LazyImageData):
         return loss, {"accuracy": (logits.argmax(-1) == labels).float().mean()}
 
     def evaluate(self, model, out_dir: Path) -> list[Score]:
-        device = next(model.parameters()).device
-        n, size = len(self.test), self.img_size
-        correct = sum((model(eval_view(self.test.take(torch.arange(i, min(i + 256, n))), size).to(device))
+        device, n = next(model.parameters()).device, len(self.test)
+        correct = sum((model(self.test.take(torch.arange(i, min(i + 256, n))).to(device))      # the encoder's resize
                        .argmax(-1).cpu() == self.test.labels[i:i + 256]).sum().item() for i in range(0, n, 256))
-        return [Score(self.dataset, "test", "finetune_top1", correct / n, {"init": self.cfg.init or "random", "n": n})]
+        return [Score(self.dataset, "test", "finetune_top1", correct / n, {**self.record, "n": n})]

@@ -45,6 +45,7 @@ class ProbeConfig:
     knn_k: int = 20
     knn_t: float = 0.07
     max_train: int = 0         # cap on probe training images, a stratified sample (0: all)
+    max_test: int = 0          # cap on probe test images, a stratified sample (0: all)
     scene_labels: list[str] = field(default_factory=lambda: ["shape", "count", "colour"])  # scenes: attributes probed
 
 
@@ -76,12 +77,13 @@ def dataset_name(cfg: ImageDataConfig) -> str:
 def encoder_probes(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
     """Linear probe and kNN on CLS and mean-pooled frozen features; for scenes, one per probed attribute."""
     idx = sample_indices(len(train), cfg.max_train, seed=0, labels=train.labels)   # stratified: sets may be sorted
+    test_idx = sample_indices(len(test), cfg.max_test, seed=0, labels=test.labels)
     ftr = extract_features(encoder, train, idx, img_size, desc="probe features (train)")
-    fte = extract_features(encoder, test, None, img_size, desc="probe features (test)")
+    fte = extract_features(encoder, test, test_idx, img_size, desc="probe features (test)")
     if train.attributes is not None:
-        targets = {f"scenes-{a}": (train.attributes[a][idx], test.attributes[a]) for a in cfg.scene_labels}
+        targets = {f"scenes-{a}": (train.attributes[a][idx], test.attributes[a][test_idx]) for a in cfg.scene_labels}
     else:
-        targets = {dataset: (train.labels[idx], test.labels)}
+        targets = {dataset: (train.labels[idx], test.labels[test_idx])}
     return [s for name, (train_y, test_y) in targets.items()
             for s in probe_scores(ftr, train_y, fte, test_y, name, cfg.epochs, cfg.lr, cfg.knn_k, cfg.knn_t)]
 

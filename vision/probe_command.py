@@ -3,10 +3,15 @@
     selfsup probe --encoder timm:vit_small_patch14_dinov2.lvd142m --data imagefolder:../shared/data/cifar10-subset \\
         --out runs/probe-dinov2
     selfsup probe --encoder runs/mae --data scenes --set data.label=count probe.max_train=5000 --out runs/probe-mae
+    selfsup probe --encoder pixels --data imagefolder:../shared/data/cifar10-subset --set image_size=32 \
+        --out runs/probe-pixels                  # the raw-pixel baseline, same Result records
 
-``--encoder`` takes any spec (selfsup.encoders: our runs and exports, timm:, hf:, open_clip:); ``--data`` the
-sources of ``task.data`` (scenes, digits, imagefolder:PATH, cifar10:PATH, cifar100:PATH), and ``--set`` any key of
-``data.*`` / ``probe.*``. Each image is prepared as the encoder's own library prepares it for evaluation: files are
+``--encoder`` takes any spec (selfsup.encoders: our runs and exports, a clip run, timm:, hf:, open_clip:, and
+``pixels`` for the raw-pixel baseline); ``--random`` the same architecture with fresh weights (its control); ``--data``
+the sources of ``task.data`` (scenes, digits, imagefolder:PATH, cifar10:PATH, cifar100:PATH, ...), and ``--set`` any
+key of ``data.*`` / ``probe.*``. Image files are decoded when probed: only the (``probe.max_train`` /
+``probe.max_test``-capped, stratified) sample is read, never the whole set (``data.cache=memory`` decodes all).
+Each image is prepared as the encoder's own library prepares it for evaluation: files are
 decoded at the encoder's resize size and centre-cropped (CIFAR batches resized from 32 px; rendered scenes and digits
 drawn at the input size). ``--out`` becomes a run-like folder: config.yaml and results.json with the same Result
 records as the tasks' probes (task "probe"), each carrying the encoder spec and the preprocessing applied.
@@ -93,12 +98,14 @@ class EncoderProbe:
     def evaluate(self, encoder, out_dir: Path) -> list[Score]:
         cfg, train, test = self.cfg, self.train, self.test
         idx = sample_indices(len(train), cfg.probe.max_train, seed=0, labels=train.labels)   # stratified
+        test_idx = sample_indices(len(test), cfg.probe.max_test, seed=0, labels=test.labels)
         ftr = self.features(encoder, train, idx, "train")
-        fte = self.features(encoder, test, torch.arange(len(test)), "test")
+        fte = self.features(encoder, test, test_idx, "test")
         if train.attributes is not None:
-            targets = {f"scenes-{a}": (train.attributes[a][idx], test.attributes[a]) for a in cfg.probe.scene_labels}
+            targets = {f"scenes-{a}": (train.attributes[a][idx], test.attributes[a][test_idx])
+                       for a in cfg.probe.scene_labels}
         else:
-            targets = {dataset_name(cfg.data): (train.labels[idx], test.labels)}
+            targets = {dataset_name(cfg.data): (train.labels[idx], test.labels[test_idx])}
         p = cfg.probe
         scores = [s for name, (ytr, yte) in targets.items()
                   for s in probe_scores(ftr, ytr, fte, yte, name, p.epochs, p.lr, p.knn_k, p.knn_t)]
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     sets = (parse_data(args.data) if args.data else []) + list(args.set) + (["pretrained=false"] if args.random else [])
-    overrides = [s if s.startswith(("task.", "trainer.")) else f"task.{s}" for s in sets]
+    overrides = ["task.data.cache=lazy"] + [s if s.startswith(("task.", "trainer.")) else f"task.{s}" for s in sets]
     cfg = resolve(ProbeCommandConfig, {}, overrides=overrides + [f"trainer.seed={args.seed}"])
     cfg.task.encoder = args.encoder           # set directly: a spec is a string, whatever YAML would make of it
     device = pick_device(args.device, 0)
