@@ -1,11 +1,16 @@
 """Captioned images, shared by `caption` and `clip`: the embedded captioned scenes, COCO captions
 (+ Karpathy split) and Flickr30k.
 
-Every source gives ``CaptionSet``s per split: images and, per image, its list of reference captions.
-Images are decoded once (vision.data) and read only through ``image(i)`` / ``take(idx)`` — the image-data
-contract — so a lazy image collection can replace the in-memory tensor here alone. Captions are kept as written.
+Every source gives ``CaptionSet``s per split: an image set and, per image, its list of reference captions.
+Image files are opened as vision.lazy.open_files opens them (``cache``): decoded once into memory when the set fits
+``memory_gb``, else decoded on access (in the DataLoader workers during training; only the sampled images at
+evaluation), so no caption set needs to fit in memory. Images are read only through ``image(i)`` / ``take(idx)``,
+the image-data contract. An image that turns out unreadable on access is replaced by the next readable one (lazy
+semantics, warned and counted); in memory it is left out with its captions. Captions are kept as written.
 
     train, evals = load_splits(cfg.data, size)      # CaptionSet, {"test": CaptionSet, "test_heldout": ...}
+    karpathy_split(FILE, ROOT, "test", size, cache="lazy")   # the readers take the file options (cache, memory_gb,
+                                                              # max_pixels) as keywords
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vision.data import ImageDataError, decode_files
+from vision.data import MAX_PIXELS, ImageDataError, ImageSet
+from vision.lazy import CACHES, open_files
 from vision.scenes import ATTRIBUTES, render, sample_scene
 
 from .captions import HELD_OUT, captions
@@ -39,11 +45,15 @@ class CaptionDataConfig:
     seed: int = 0                 # scenes: which scenes
     img_size: int = 32            # storage size for image files (scenes use the encoder's size)
     strict: bool = False          # a missing/corrupt image is an error instead of skipped and counted
+    cache: str = "auto"           # image files: memory (decode all once) | lazy (decode on access, in the DataLoader
+                                  # workers) | auto (memory when N*3*S*S bytes fit memory_gb)
+    memory_gb: float = 4.0        # auto: the largest decoded set kept in memory, per process
+    max_pixels: int = MAX_PIXELS  # an image with more pixels is skipped (an error with strict), never decoded
 
 
 @dataclass
 class CaptionSet:
-    images: torch.Tensor          # (N, 3, S, S) uint8; read through image() / take()
+    images: object                # an image set (vision.data's contract: ImageSet in memory, FileImageSet lazy)
     refs: list[list[str]]         # references per image
     ids: list[str]
     attributes: dict[str, torch.Tensor] | None = None   # scenes: a label per scene attribute (probe and
@@ -55,11 +65,11 @@ class CaptionSet:
 
     def image(self, index: int) -> torch.Tensor:
         """One image, (3, S, S) uint8."""
-        return self.images[index]
+        return self.images.image(index)
 
     def take(self, indices: torch.Tensor) -> torch.Tensor:
         """Several images, (n, 3, S, S) uint8, in the order of ``indices``."""
-        return self.images[indices]
+        return self.images.take(indices)
 
 
 def scene_split(split: str, n: int, size: int, seed: int = 0, refs: int = 5) -> CaptionSet:
@@ -73,12 +83,15 @@ def scene_split(split: str, n: int, size: int, seed: int = 0, refs: int = 5) -> 
     scenes = [sample_scene(rng, **restrict) for _ in range(n)]
     images = torch.stack([torch.from_numpy(render(s, size)).permute(2, 0, 1) for s in scenes])
     attributes = {a: torch.tensor([s.label(a) for s in scenes]) for a in ATTRIBUTES}
-    return CaptionSet(images, [captions(s, refs, seed=i) for i, s in enumerate(scenes)],
+    return CaptionSet(ImageSet(images, None, []), [captions(s, refs, seed=i) for i, s in enumerate(scenes)],
                       [f"{split}-{i}" for i in range(n)], attributes)
 
 
-def _load(entries: list[tuple[Path, list[str], str]], size: int, strict: bool, what: str) -> CaptionSet:
+def _load(entries: list[tuple[Path, list[str], str]], size: int, strict: bool, what: str, cache: str = "auto",
+          memory_gb: float = 4.0, max_pixels: int = MAX_PIXELS) -> CaptionSet:
     """entries: (image path, captions, id). Drops empty captions and missing images, with counts."""
+    if cache not in CACHES:
+        raise ImageDataError(f"task.data.cache must be one of {', '.join(CACHES)}, not '{cache}'")
     empty = sum(1 for _, caps, _ in entries for c in caps if not c.strip())
     if empty:
         warnings.warn(f"{what}: skipped {empty} empty captions")
@@ -97,7 +110,8 @@ def _load(entries: list[tuple[Path, list[str], str]], size: int, strict: bool, w
         warnings.warn(f"{what}: skipped {len(no_caption)} images with no non-empty caption")
     if not entries:
         raise ImageDataError(f"{what}: no captioned images")
-    images, ok = decode_files([p for p, _, _ in entries], size, strict, what)
+    images, ok = open_files([p for p, _, _ in entries], None, [], size, what, cache=cache, memory_gb=memory_gb,
+                            strict=strict, max_pixels=max_pixels)
     return CaptionSet(images, [entries[i][1] for i in ok], [entries[i][2] for i in ok])
 
 
@@ -111,7 +125,7 @@ def _read_json(path: Path) -> dict:
 
 
 def karpathy_split(split_file: str | Path, image_root: str | Path, split: str, size: int,
-                   strict: bool = False) -> CaptionSet:
+                   strict: bool = False, **files) -> CaptionSet:
     """Karpathy's dataset_coco.json / dataset_flickr30k.json: images with filepath, filename, split and sentences.
     'restval' counts as train, as everyone does."""
     data = _read_json(Path(split_file))
@@ -125,10 +139,11 @@ def karpathy_split(split_file: str | Path, image_root: str | Path, split: str, s
     entries = [(Path(image_root) / img.get("filepath", "") / img["filename"], [s["raw"] for s in img["sentences"]],
                 str(img.get("cocoid", img.get("imgid", img["filename"]))))
                for img in data["images"] if img["split"] in names[split]]
-    return _load(entries, size, strict, f"{split_file} [{split}]")
+    return _load(entries, size, strict, f"{split_file} [{split}]", **files)
 
 
-def coco_captions(annotation_file: str | Path, image_dir: str | Path, size: int, strict: bool = False) -> CaptionSet:
+def coco_captions(annotation_file: str | Path, image_dir: str | Path, size: int, strict: bool = False,
+                  **files) -> CaptionSet:
     """COCO captions JSON (captions_train2014.json, the format torchvision's CocoCaptions reads)."""
     data = _read_json(Path(annotation_file))
     if "images" not in data or "annotations" not in data:
@@ -137,10 +152,11 @@ def coco_captions(annotation_file: str | Path, image_dir: str | Path, size: int,
     for a in data["annotations"]:
         caps.setdefault(a["image_id"], []).append(a["caption"])
     entries = [(Path(image_dir) / img["file_name"], caps.get(img["id"], []), str(img["id"])) for img in data["images"]]
-    return _load(entries, size, strict, str(annotation_file))
+    return _load(entries, size, strict, str(annotation_file), **files)
 
 
-def flickr30k(token_file: str | Path, image_dir: str | Path, split: str, size: int, strict: bool = False) -> CaptionSet:
+def flickr30k(token_file: str | Path, image_dir: str | Path, split: str, size: int, strict: bool = False,
+              **files) -> CaptionSet:
     """Flickr30k's results_20130124.token (`NAME.jpg#k<TAB>caption`). Without Karpathy's split file, the
     images are split by sorted name: the last 1,000 test, the 1,000 before val, the rest train."""
     path = Path(token_file)
@@ -161,7 +177,7 @@ def flickr30k(token_file: str | Path, image_dir: str | Path, split: str, size: i
     if len(names) < 3000:   # small copies (and tests): the same proportions
         k = max(1, len(names) // 10)
         cut = {"train": names[:-2 * k], "val": names[-2 * k:-k], "test": names[-k:]}
-    return _load([(Path(image_dir) / n, caps[n], n) for n in cut[split]], size, strict, f"{path} [{split}]")
+    return _load([(Path(image_dir) / n, caps[n], n) for n in cut[split]], size, strict, f"{path} [{split}]", **files)
 
 
 def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str, CaptionSet]]:
@@ -172,17 +188,19 @@ def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str
                 {s: scene_split(s, cfg.num_eval, size, cfg.seed) for s in ("test", "test_heldout")})
     if not cfg.annotations:
         raise ValueError(f"task.data.source={cfg.source} needs task.data.annotations (and image_root)")
+    files = dict(cache=cfg.cache, memory_gb=cfg.memory_gb, max_pixels=cfg.max_pixels)
     if cfg.source == "karpathy":
-        return (karpathy_split(cfg.annotations, cfg.image_root, "train", size, cfg.strict),
-                {"test": karpathy_split(cfg.annotations, cfg.image_root, "test", size, cfg.strict)})
+        return (karpathy_split(cfg.annotations, cfg.image_root, "train", size, cfg.strict, **files),
+                {"test": karpathy_split(cfg.annotations, cfg.image_root, "test", size, cfg.strict, **files)})
     if cfg.source == "flickr30k":
-        return (flickr30k(cfg.annotations, cfg.image_root, "train", size, cfg.strict),
-                {"test": flickr30k(cfg.annotations, cfg.image_root, "test", size, cfg.strict)})
+        return (flickr30k(cfg.annotations, cfg.image_root, "train", size, cfg.strict, **files),
+                {"test": flickr30k(cfg.annotations, cfg.image_root, "test", size, cfg.strict, **files)})
     if cfg.source == "coco":
         if not cfg.val_annotations:
             raise ValueError("task.data.source=coco needs task.data.val_annotations for evaluation")
-        return (coco_captions(cfg.annotations, cfg.image_root, size, cfg.strict),
-                {"val": coco_captions(cfg.val_annotations, cfg.val_image_root or cfg.image_root, size, cfg.strict)})
+        return (coco_captions(cfg.annotations, cfg.image_root, size, cfg.strict, **files),
+                {"val": coco_captions(cfg.val_annotations, cfg.val_image_root or cfg.image_root, size, cfg.strict,
+                                      **files)})
     raise ValueError(f"unknown task.data.source '{cfg.source}'; choose scenes, coco, karpathy or flickr30k")
 
 

@@ -47,7 +47,8 @@ def chance_recall(text_image: torch.Tensor, num_images: int, ks=(1, 5, 10)) -> d
     per_image = torch.bincount(text_image, minlength=num_images).tolist()
     out = {}
     for k in ks:
+        drawn = min(k, num_texts)                  # k at least the number of captions: all of them are drawn
         out[f"image_retrieval_recall@{k}_chance"] = min(k, num_images) / num_images
         out[f"text_retrieval_recall@{k}_chance"] = sum(
-            1 - math.comb(num_texts - m, k) / math.comb(num_texts, k) for m in per_image) / num_images
+            1 - math.comb(num_texts - m, drawn) / math.comb(num_texts, drawn) for m in per_image) / num_images
     return out

@@ -56,7 +56,7 @@ def test_coco_karpathy_flickr_formats(tmp_path):
         s = D.coco_captions(tmp_path / "captions.json", tmp_path / "val2014", 8)
     messages = " ".join(str(x.message) for x in w)
     assert "skipped 1 empty captions" in messages and "1 of 3 referenced images are missing" in messages
-    assert len(s) == 2 and s.refs[0] == ["A red square."] and s.images.shape == (2, 3, 8, 8)
+    assert len(s) == 2 and s.refs[0] == ["A red square."] and s.take(torch.arange(2)).shape == (2, 3, 8, 8)
     with pytest.raises(ImageDataError, match="missing"):
         D.coco_captions(tmp_path / "captions.json", tmp_path / "val2014", 8, strict=True)
 
@@ -78,6 +78,49 @@ def test_coco_karpathy_flickr_formats(tmp_path):
     parts = {s: D.flickr30k(tmp_path / "results.token", tmp_path / "flickr", s, 8) for s in ("train", "val", "test")}
     assert [len(p) for p in parts.values()] == [16, 2, 2] and len(parts["test"].refs[0]) == 5
     assert not set(parts["train"].ids) & set(parts["test"].ids)
+
+
+def test_caption_sets_need_not_fit_in_memory(tmp_path, monkeypatch):
+    import vision.lazy
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    images = []
+    for i in range(12):
+        Image.new("RGB", (30, 20), colours[i % 3]).save(tmp_path / f"{i}.png")
+        images.append({"filepath": "", "filename": f"{i}.png", "imgid": i, "split": "test" if i >= 9 else "train",
+                       "sentences": [{"raw": f"picture {i}"}]})
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    images.append({"filepath": "", "filename": "broken.png", "imgid": 99, "split": "train",
+                   "sentences": [{"raw": "broken"}]})
+    (tmp_path / "karpathy.json").write_text(json.dumps({"images": images}))
+    decoded = []
+    original = vision.lazy.decode_image
+    monkeypatch.setattr(vision.lazy, "decode_image", lambda source, *a, **k: decoded.append(source) or
+                        original(source, *a, **k))
+    cfg = D.CaptionDataConfig(source="karpathy", annotations=str(tmp_path / "karpathy.json"),
+                              image_root=str(tmp_path), cache="lazy")
+    lazy, _ = D.load_splits(cfg, 8)
+    assert decoded == [] and len(lazy) == 10 and lazy.ids[-1] == "99"          # nothing decoded until asked
+    assert torch.equal(lazy.take(torch.tensor([4, 1])), torch.stack([lazy.image(4), lazy.image(1)]))
+    assert len(decoded) == 4 and lazy.image(0).shape == (3, 8, 8)
+    with pytest.warns(UserWarning, match="stands in for it"):                  # lazy: replaced when found, warned
+        assert torch.equal(lazy.image(9), lazy.image(0))
+    with pytest.warns(UserWarning, match="skipped 1 of 10 corrupt"):            # in memory: left out with its captions
+        memory, _ = D.load_splits(D.CaptionDataConfig(**{**cfg.__dict__, "cache": "memory"}), 8)
+    assert len(memory) == 9 and "99" not in memory.ids and memory.refs == lazy.refs[:9]
+    assert torch.equal(memory.take(torch.arange(9)), lazy.take(torch.arange(9)))   # the same pixels either way
+    with pytest.raises(ImageDataError, match="task.data.cache must be one of"):
+        D.load_splits(D.CaptionDataConfig(**{**cfg.__dict__, "cache": "disk"}), 8)
+
+    from multimodal.clip_task import ClipTask
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    out = train(ClipTask, tmp_path / "clip", [            # decoded in a DataLoader worker during training
+        "task.data.source=karpathy", f"task.data.annotations={tmp_path / 'karpathy.json'}",
+        f"task.data.image_root={tmp_path}", "task.data.cache=lazy", "trainer.num_workers=1", "task.vocab_size=40",
+        "task.vision_model.img_size=8", "task.vision_model.patch_size=4", "task.vision_model.embed_dim=16",
+        "task.vision_model.depth=1", "task.vision_model.num_heads=2", "task.text_model.hidden_size=16",
+        "task.text_model.num_layers=1", "task.text_model.num_heads=2", "task.text_model.intermediate_size=32",
+        "task.embed_dim=8", "trainer.max_steps=2", "trainer.batch_size=4"])
+    assert {r.metric for r in out["results"]} >= {"image_retrieval_recall@1"}
 
 
 def test_metrics_perfect_and_frozen_cider():
@@ -118,7 +161,7 @@ def variant(task, **changes):
 
 def test_decoding_kv_cache_matches_recompute_and_beam1_is_greedy(task):
     model = task.build_model().eval()
-    images = task.splits["test"].images[:3]
+    images = task.splits["test"].take(torch.arange(3))
     greedy = model.generate(images, max_len=8)
     seq = greedy[:, :1]
     memory = model.image_tokens(images)
@@ -203,7 +246,7 @@ def test_transformers_peer_holds_our_vit_and_trains(task, tmp_path, monkeypatch)
     ours = task.build_model().eval()
     torch.manual_seed(0)
     peer = variant(task, impl="transformers").build_model().eval()
-    images = task.splits["test"].images[:2]
+    images = task.splits["test"].take(torch.arange(2))
     with torch.no_grad():   # patch order is shuffled in ViTMAEModel; the CLS token's output cannot tell
         theirs = peer.model.encoder(pixel_values=normalize(images)).last_hidden_state[:, 0]
         ours = ours.encoder.forward_features(images)[:, 0]

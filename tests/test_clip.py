@@ -84,6 +84,8 @@ def test_retrieval_recall_matches_brute_force_and_clip_benchmark():
     assert brute_force(ties, torch.tensor([0, 1]), 1) == (0.5, 1.0)
     with pytest.raises(ValueError, match="at least one caption"):
         retrieval_recall(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+    few = chance_recall(torch.tensor([0, 1, 2]), 3)              # fewer captions than k: every caption is in the top k
+    assert few["text_retrieval_recall@5_chance"] == few["image_retrieval_recall@5_chance"] == 1.0
 
 
 # ------------------------------------------------------------------------------------------------ zero-shot
