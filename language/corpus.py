@@ -10,7 +10,8 @@ Formats:
     ``file``:     each file is one document.
   Lines are streamed, so one file larger than memory is fine (``file`` excepted).
 - ``hf``: a ``datasets`` dataset: a folder saved with ``save_to_disk``, local parquet / json(l) / csv files, or a
-  hub name (``hf:NAME``, downloaded only with ``task.corpus.download=true``); each row's text is a document.
+  dataset by name (``NAME`` or ``hf:NAME``, not an existing path: its ``train`` split, from the local datasets
+  cache, downloaded only with ``task.corpus.download=true``); each row's text is a document.
 
 Every reader is a generator, so a corpus larger than memory streams through.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from selfsup.errors import UserError
+from selfsup.hub import hub_dataset
 from selfsup.io import atomic_write_text
 
 
@@ -160,13 +162,18 @@ def read_plain_text(path: str | Path, split: str = "paragraphs", doc_chars: int 
 DATA_FILES = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
-def load_hf_dataset(path: str | Path):
-    """A ``datasets.Dataset`` from a ``save_to_disk`` folder, or from local parquet / json(l) / csv files (one file,
-    or a folder of them); a DatasetDict gives its ``train`` split."""
+def load_hf_dataset(path: str | Path, download: bool = False):
+    """A ``datasets.Dataset`` from a ``save_to_disk`` folder, from local parquet / json(l) / csv files (one file,
+    or a folder of them), or — a name that is no existing path — the ``train`` split of a dataset by name
+    (``selfsup.hub.hub_dataset``: from the local datasets cache, downloaded only with ``download``); a DatasetDict
+    gives its ``train`` split."""
     import datasets
-    path = Path(path)
+    name = str(path).removeprefix("hf:")
+    path = Path(name).expanduser()
     if not path.exists():
-        raise CorpusError(f"dataset not found: {path}")
+        if name.startswith((".", "/", "~")) or name.endswith(tuple(DATA_FILES)):
+            raise CorpusError(f"dataset not found: {path}")
+        return hub_dataset(name, split="train", download=download, download_key="task.corpus.download")
     files = sorted(f for f in path.rglob("*") if f.suffix in DATA_FILES) if path.is_dir() else [path]
     saved = path.is_dir() and any((path / m).is_file() for m in ("dataset_info.json", "state.json",
                                                                   "dataset_dict.json"))
@@ -188,9 +195,10 @@ def load_hf_dataset(path: str | Path):
     return ds
 
 
-def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str = "") -> Iterator[Document]:
+def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str = "",
+                    download: bool = False) -> Iterator[Document]:
     """Each row's text is a document (rows stream from the memory-mapped arrow files)."""
-    ds = load_hf_dataset(path)
+    ds = load_hf_dataset(path, download)
     for name in (text_field, topic_field):
         if name and name not in ds.column_names:
             raise CorpusError(f"{path} has no column '{name}'; columns: {', '.join(ds.column_names)} "

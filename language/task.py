@@ -53,12 +53,15 @@ from .tokenizer import (
 @dataclass
 class CorpusConfig:
     format: str = "stdlib"        # stdlib (embedded) | bert (sentence per line, blank line between docs) | text | hf
-    path: str = ""                # file or folder of .txt files; for hf, a save_to_disk folder or parquet/json/csv
+    path: str = ""                # file or folder of .txt files; for hf, a save_to_disk folder or parquet/json/csv,
+                                  # or a dataset name (its train split; see download)
     split: str = "paragraphs"     # text: paragraphs (blank-line paragraphs grouped to doc_chars) | chunks (pieces of
                                   # doc_chars characters) | file (one document per file); see language/corpus.py
     doc_chars: int = 2000         # text: characters per document (about four 128-token sequences)
     text_field: str = "text"      # hf: the column holding the text
     topic_field: str = ""         # hf: a column to use as the topic-probe label
+    download: bool = False        # hf by name: fetch it from the Hugging Face Hub when not in the local datasets cache
+                                  # (nothing is downloaded otherwise; offline, the error says how to fetch it)
     valid_fraction: float = 0.05  # documents held out for evaluation (document-level split)
     max_documents: int = 0        # cap on documents read (0: all)
     stream: bool = False          # read the corpus from disk every pass with bounded memory
@@ -101,7 +104,7 @@ def iter_corpus(cfg: CorpusConfig) -> Iterator[C.Document]:
     """The corpus's documents, lazily (each call reads from the start)."""
     readers = {"bert": C.read_bert_format,
                "text": lambda p: C.read_plain_text(p, cfg.split, cfg.doc_chars),
-               "hf": lambda p: C.read_hf_dataset(p, cfg.text_field, cfg.topic_field)}
+               "hf": lambda p: C.read_hf_dataset(p, cfg.text_field, cfg.topic_field, cfg.download)}
     if cfg.format == "stdlib":
         docs: Iterable[C.Document] = C.stdlib_corpus()
     elif cfg.format in readers:

@@ -45,9 +45,11 @@ def _pick_split(ds, name: str, split: str | None):
     return ds[split]
 
 
-def hub_dataset(name: str, split: str | None = None, streaming: bool = False, download: bool = False, **kwargs):
+def hub_dataset(name: str, split: str | None = None, streaming: bool = False, download: bool = False,
+                download_key: str = "task.data.download", **kwargs):
     """``datasets.load_dataset(name, split=split, streaming=streaming, **kwargs)`` (or ``load_from_disk`` for a saved
-    folder), downloading only when ``download``. Returns a Dataset / IterableDataset (a *Dict without ``split``)."""
+    folder), downloading only when ``download`` (the setting ``download_key``, named in the offline error). Returns
+    a Dataset / IterableDataset (a *Dict without ``split``)."""
     import datasets
     path = Path(name).expanduser()
     if _saved_folder(path):
@@ -67,7 +69,7 @@ def hub_dataset(name: str, split: str | None = None, streaming: bool = False, do
                                      "and that this machine reaches the Hugging Face Hub") from None
         raise DatasetUnavailable(
             f"dataset '{name}' is neither a local folder nor in the datasets cache ({cache}), and downloading is off "
-            f"({type(e).__name__}: {e}). Set task.data.download=true to fetch it, or run `python -c \"import datasets; "
+            f"({type(e).__name__}: {e}). Set {download_key}=true to fetch it, or run `python -c \"import datasets; "
             f"datasets.load_dataset('{name}')\"` once on a machine that reaches the Hub and copy {cache} here "
             "(HF_DATASETS_CACHE points elsewhere)") from None
     return ds

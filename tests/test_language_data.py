@@ -40,6 +40,56 @@ def test_plain_text_split_and_hf_dataset(tmp_path):
         list(C.read_hf_dataset(tmp_path / "ds", text_field="body"))
 
 
+def cache_as_if_downloaded(cache, name: str, rows: list[dict]) -> None:
+    """What `datasets.load_dataset(name)` leaves in its cache after fetching a hub dataset of JSON files
+    (<cache>/<org>___<name>/default/0.0.0/<hash>/<name>-train.arrow + dataset_info.json), written here offline."""
+    import json
+    import shutil
+
+    import datasets
+    src = cache.parent / "rows.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows))
+    datasets.load_dataset("json", data_files={"train": str(src)}, split="train", cache_dir=str(cache / "build"))
+    built = next((cache / "build" / "json").glob("default-*/0.0.0/*/"))
+    org, short = name.split("/")
+    target = cache / f"{org}___{short}" / "default" / "0.0.0" / built.name
+    shutil.copytree(built, target)
+    (target / "json-train.arrow").rename(target / f"{short}-train.arrow")
+    info = json.loads((target / "dataset_info.json").read_text())
+    (target / "dataset_info.json").write_text(json.dumps({**info, "builder_name": short, "dataset_name": short}))
+    shutil.rmtree(cache / "build")
+
+
+def test_text_dataset_by_name_offline_and_downloaded_only_when_asked(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    from language.task import CorpusConfig, iter_corpus
+    from selfsup.hub import DatasetUnavailable
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)                # as on a machine with internet:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)     # only download=true may reach out
+    cache_as_if_downloaded(tmp_path / "cache", "someone/corpus",
+                           [{"text": f"Story {i} begins. It ends well.", "genre": f"g{i % 2}"} for i in range(6)])
+    cfg = CorpusConfig(format="hf", path="someone/corpus", topic_field="genre")
+    docs = list(iter_corpus(cfg))                                     # no download: the local cache
+    assert [d.sentences for d in docs[:2]] == [["Story 0 begins.", "It ends well."], ["Story 1 begins.",
+                                                                                       "It ends well."]]
+    assert docs[1].topic == "g1" and len(list(iter_corpus(CorpusConfig(format="hf", path="hf:someone/corpus")))) == 6
+    with pytest.raises(DatasetUnavailable, match="'someone/elsewhere' is neither .* Set task.corpus.download=true"):
+        list(iter_corpus(CorpusConfig(format="hf", path="someone/elsewhere")))
+    with pytest.raises(C.CorpusError, match="dataset not found"):
+        list(iter_corpus(CorpusConfig(format="hf", path="./no/such/folder")))
+    asked = []
+
+    def fetch(name, split=None, streaming=False, **kw):             # stands in for the Hub: records how it was asked
+        asked.append((name, split, huggingface_hub.constants.HF_HUB_OFFLINE))
+        return datasets.Dataset.from_dict({"text": ["Fetched. Text."]})
+    monkeypatch.setattr(datasets, "load_dataset", fetch)
+    got = list(iter_corpus(CorpusConfig(format="hf", path="someone/elsewhere", download=True)))
+    assert asked == [("someone/elsewhere", "train", False)] and got[0].sentences == ["Fetched.", "Text."]
+
+
 def test_bad_corpora_are_clear(tmp_path):
     with pytest.raises(C.CorpusError, match="corpus not found"):
         list(C.read_bert_format(tmp_path / "missing.txt"))
