@@ -167,6 +167,14 @@ class BertTask:
                                              "intermediate_size": 3072, "max_position": 512}}},
     }
 
+    @staticmethod
+    def migrate_config(data: dict) -> dict:
+        """Runs saved before the objectives: task.whole_word (bool) -> task.masking (word | token)."""
+        task = data.get("task")
+        if isinstance(task, dict) and "whole_word" in task and "masking" not in task:
+            task["masking"] = "word" if task.pop("whole_word") else "token"
+        return data
+
     def __init__(self, cfg: BertTaskConfig):
         if cfg.masking not in MASK_UNITS:
             raise ConfigError(f"task.masking must be one of {', '.join(MASK_UNITS)}, not '{cfg.masking}'")

@@ -23,6 +23,7 @@ from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
 from vision.encoder import ViTEncoder
 from vision.encoder_spec import ImageEncoderSource
+from vision.legacy import migrate_vit_section
 from vision.vit import ViTConfig, vit_size
 
 from . import data as D
@@ -75,6 +76,11 @@ class CaptionTask:
                              "weight_decay": 0.05, "log_every": 100, "checkpoint_every": 5000, "num_workers": 8},
                  "task": {"data": {"img_size": 224}, "max_len": 40, "eval": {"max_images": 5000}}},
     }
+
+    @staticmethod
+    def migrate_config(data: dict) -> dict:
+        """Runs saved before the ViT / method split: task.vision_model was a flat MAEConfig (decoder_* keys)."""
+        return migrate_vit_section(data, "task", "vision_model")
 
     def __init__(self, cfg: CaptionTaskConfig):
         if cfg.vision_mode not in ("frozen", "finetune", "llrd"):

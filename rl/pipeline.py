@@ -88,7 +88,7 @@ def run_stage(task_cls, preset: str, overrides: list[str], run_dir: Path) -> Non
         return
     resume = state != "new"
     if resume:
-        cfg = resolve(task_cls.Config, {}, base=load_saved(task_cls.Config, run_dir / "config.yaml"))
+        cfg = resolve(task_cls.Config, {}, base=load_saved(task_cls, run_dir / "config.yaml"))
     else:
         cfg = resolve(task_cls.Config, task_cls.presets, preset=preset, overrides=overrides)
     print(f"[rl-pretrain] {'resuming' if resume else 'running'} {task_cls.name} in {run_dir}", flush=True)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy:
         run = Path(args.policy)
         ckpt = resolve_checkpoint(run)
-        policy_task = PPOTask(to_object(load_saved(PPOTask.Config, run / "config.yaml")).task)
+        policy_task = PPOTask(to_object(load_saved(PPOTask, run / "config.yaml")).task)
         policy = model_from_checkpoint(policy_task, ckpt).eval()
     frames = collect_frames(replace(ppo_cfg.env, history=1), args.frames, out / "frames", args.seed, policy)
     if args.frames_only:

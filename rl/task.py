@@ -29,6 +29,7 @@ from selfsup.io import atomic_write_json
 from selfsup.optim import merge_groups
 from selfsup.results import Score
 from selfsup.task import BatchPlan
+from vision.legacy import migrate_vit_section
 from vision.vit import vit_size
 
 from .envs import EnvConfig, make_vector_env, num_actions
@@ -87,6 +88,11 @@ class PPOTask:
                                    "vector": "ale"},
                            "encoder": {"kind": "cnn"}, "clip_coef": 0.1, "clip_rewards": True}},
     }
+
+    @staticmethod
+    def migrate_config(data: dict) -> dict:
+        """Runs saved before the ViT / method split: task.encoder.model was a flat MAEConfig (decoder_* keys)."""
+        return migrate_vit_section(data, "task", "encoder", "model")
 
     def __init__(self, cfg: PPOConfig):
         self.cfg = cfg

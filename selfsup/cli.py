@@ -26,7 +26,7 @@ def _build_task(name: str, args, run_dir: Path | None, prefer_saved: bool):
     cls = get_task_class(name)
     saved = None
     if prefer_saved and run_dir is not None and (run_dir / "config.yaml").is_file():
-        saved = load_saved(cls.Config, run_dir / "config.yaml")
+        saved = load_saved(cls, run_dir / "config.yaml")
     cfg = resolve(cls.Config, cls.presets, preset=None if saved is not None else args.preset,
                   yaml_file=args.config, overrides=args.set, base=None if saved is None else saved.copy())
     if saved is not None:

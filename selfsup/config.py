@@ -6,9 +6,12 @@ messages that name the key and the valid choices.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,27 +153,63 @@ def resolve(task_config_cls: type, presets: dict[str, dict], preset: str | None 
             raise ConfigError(f"unknown preset '{preset}'. Valid presets: {', '.join(sorted(presets)) or '(none)'}")
         cfg = _merge(cfg, presets[preset], f"preset '{preset}'")
     if yaml_file is not None:
-        path = Path(yaml_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as e:  # yaml syntax errors come in several types
-            raise ConfigError(f"cannot parse config file {path}: {e}") from None
-        cfg = _merge(cfg, loaded, str(path))
+        cfg = _merge(cfg, read_yaml(yaml_file), str(yaml_file))
     if overrides:
         cfg = _merge(cfg, parse_overrides(list(overrides)), "--set")
     check_trainer(to_object(cfg).trainer)
     return cfg
 
 
-def load_saved(task_config_cls: type, path: Path) -> DictConfig:
+def read_yaml(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return OmegaConf.load(path)
+    except Exception as e:  # yaml syntax errors come in several types
+        raise ConfigError(f"cannot parse config file {path}: {e}") from None
+
+
+def load_saved(task_cls: type, path: Path) -> DictConfig:
     """A run directory's config.yaml, checked against the task's current schema.
 
-    ``trainer.stop_at`` belongs to the invocation that set it, so a resumed run starts without it."""
-    cfg = resolve(task_config_cls, {}, yaml_file=path)
+    A run saved by an older version may have another layout: a task class may define
+    ``migrate_config(data: dict) -> dict``, which turns the saved YAML (a plain dict) into the current layout before
+    the check; what moved is printed. ``trainer.stop_at`` belongs to the invocation that set it, so a resumed run
+    starts without it."""
+    loaded = read_yaml(path)
+    migrate = getattr(task_cls, "migrate_config", None)
+    if migrate is not None and isinstance(loaded, DictConfig):
+        old = OmegaConf.to_container(loaded)
+        new = migrate(copy.deepcopy(old))
+        moved = _moved(old, new)
+        if moved:
+            print(f"[selfsup] {path} was written in an older layout of task '{getattr(task_cls, 'name', '?')}'; "
+                  f"read in the current one: {moved} (a resumed run saves it in the current layout)",
+                  file=sys.stderr, flush=True)
+        loaded = OmegaConf.create(new)
+    cfg = resolve(task_cls.Config, {}, base=_merge(OmegaConf.structured(run_config_class(task_cls.Config)), loaded,
+                                                   str(path)))
     cfg.trainer.stop_at = 0
     return cfg
+
+
+def _moved(old: dict, new: dict) -> str:
+    """What a migration changed, by section: "task.model.* (12 keys) -> task.vit.* (7 keys), task.mae.* (5 keys)"."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    def sections(keys):     # task.model.img_size, task.model.depth -> "task.model.* (2 keys)"; task.x stays
+        groups = Counter(k.rsplit(".", 1)[0] + ".*" if k.count(".") > 1 else k for k in sorted(keys))
+        return ", ".join(f"{g} ({n} keys)" if g.endswith("*") else g for g, n in groups.items())
+    a, b = flat(old), flat(new)
+    gone, came = set(a) - set(b), set(b) - set(a)
+    parts = [f"{sections(gone)} -> {sections(came)}"] if gone and came else \
+        [f"dropped {', '.join(sorted(gone))} (unused)"] if gone else [f"added {sections(came)}"] if came else []
+    return "; ".join(parts + [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(set(a) & set(b)) if a[k] != b[k]])
 
 
 def to_object(cfg: DictConfig):

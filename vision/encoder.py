@@ -24,6 +24,7 @@ from selfsup.checkpoint import CheckpointError, check_fits, load_weights, resolv
 from selfsup.encoders import ImageEncoder, ImagePreprocess
 from selfsup.io import atomic_write, atomic_write_json
 
+from .legacy import migrate_model_to_vit
 from .transforms import EVAL_CROP, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATION
 from .vit import ViTConfig, build_vit
 
@@ -60,7 +61,7 @@ def vit_config_of(path: str | Path) -> ViTConfig:
                               "checkpoints/ to know the architecture")
     saved = OmegaConf.to_container(OmegaConf.load(config_file))
     task = saved.get("task") if isinstance(saved, dict) else None
-    task = task if isinstance(task, dict) else {}
+    task = migrate_model_to_vit({"task": task})["task"] if isinstance(task, dict) else {}   # older runs' layout
     if task.get("init") and "vit" in task:                          # vit-finetune from a pretrained encoder
         try:
             return vit_config_of(task["init"])
@@ -69,9 +70,6 @@ def vit_config_of(path: str | Path) -> ViTConfig:
                                   f"cannot be read ({e})") from None
     if isinstance(task.get("vit"), dict):                          # mae, simmim, data2vec, vit-finetune
         return vit_config_from(task["vit"])
-    legacy = task.get("model")                                      # older mae runs: one flat MAEConfig
-    if isinstance(legacy, dict) and {"img_size", "patch_size", "embed_dim", "decoder_embed_dim"} <= set(legacy):
-        return vit_config_from(legacy)
     raise CheckpointError(f"{config_file} is not the config of a vision run (mae, simmim, data2vec, vit-finetune): "
                           "it has no task.vit; pass such a run, one of its checkpoints or an encoder export")
 

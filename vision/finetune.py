@@ -18,6 +18,7 @@ from selfsup.results import Score
 from selfsup.task import BatchPlan
 
 from .encoder_spec import ImageEncoderSource
+from .legacy import migrate_model_to_vit
 from .mim import LazyImageData, dataset_name
 from .sources import ImageDataConfig
 from .transforms import pretrain_view
@@ -62,6 +63,11 @@ class FinetuneTask(LazyImageData):
                                 "weight_decay": 0.05, "num_workers": 8, "log_every": 50, "checkpoint_every": 2000},
                     "task": {"vit": vit_size("b16")}},
     }
+
+    @staticmethod
+    def migrate_config(data: dict) -> dict:
+        """Runs saved before the ViT / method split: task.model (flat MAEConfig) -> task.vit."""
+        return migrate_model_to_vit(data)
 
     def __init__(self, cfg: FinetuneConfig):
         self.cfg = cfg

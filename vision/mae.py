@@ -14,6 +14,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from .legacy import migrate_model_to_vit
 from .masking import patchify, random_masking, sincos_pos_embed, unpatchify
 from .mim import MIMTask, MIMTaskConfig, tiny_preset
 from .vit import ViTConfig, build_vit, encode, init_weights, vit_size
@@ -127,6 +128,11 @@ class MAETask(MIMTask):
                              "mae": {"decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16},
                              "data": {"num_train": 50_000, "num_test": 5000}}},
     }
+
+    @staticmethod
+    def migrate_config(data: dict) -> dict:
+        """Runs saved before the ViT / method split: task.model (flat MAEConfig) -> task.vit + task.mae."""
+        return migrate_model_to_vit(data, mae_to="mae")
 
     def build_model(self) -> nn.Module:
         return MAE(self.cfg.vit, self.cfg.mae)
