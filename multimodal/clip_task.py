@@ -19,8 +19,9 @@ from selfsup.io import atomic_write, atomic_write_json
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
-from vision.data import image_folder
+from vision.data import folder_files
 from vision.encoder_spec import ImageEncoderSource
+from vision.lazy import open_files
 from vision.mim import ProbeConfig, encoder_probes
 from vision.transforms import random_resized_crop
 from vision.vit import ViTConfig, vit_size
@@ -229,8 +230,9 @@ class ClipTask:
         atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
     def _zeroshot_folder(self, model: CLIP, path: Path) -> list[Score]:
-        """Zero-shot top-1 on an ImageFolder's class names (stratified sample of at most eval.max_images)."""
-        folder = image_folder(path, self.size)
+        """Zero-shot top-1 on an ImageFolder's class names (stratified sample of at most eval.max_images, the only
+        images decoded)."""
+        folder = open_files(*folder_files(path), self.size, str(path), cache="lazy")[0]
         idx = sample_indices(len(folder), self.cfg.eval.max_images, seed=0, labels=folder.labels)
         names, templates = folder_prompts(folder.classes, self.cfg.eval.zeroshot_templates)
         classifier = zeroshot_classifier(model, names, templates)
