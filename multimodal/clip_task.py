@@ -122,8 +122,9 @@ class ClipTask:
 
     def build_model(self) -> CLIP:
         cfg = self.cfg
-        return CLIP(set_mode(self.vision.build(), cfg.vision_mode), set_mode(self.text.build(), cfg.text_mode),
-                    cfg.embed_dim, cfg.image_pool, cfg.text_pool, cfg.loss)
+        text = set_mode(self.text.build(), cfg.text_mode)     # random weights drawn text tower first, as always
+        return CLIP(set_mode(self.vision.build(), cfg.vision_mode), text, cfg.embed_dim, cfg.image_pool,
+                    cfg.text_pool, cfg.loss)
 
     def param_groups(self, model: CLIP, weight_decay: float) -> list[dict]:
         cfg = self.cfg
