@@ -30,7 +30,7 @@ TEXT = ("trainer.batch_size=32", "task.eval.pppl_sentences=20", "task.eval.probe
 CAPTION = ("task.data.num_train=4000", "task.data.num_eval=200")
 QUICK_OBJECTIVES = ("mlm+nsp", "electra")
 # steps of MAE (the others at equal time), of MAE on MiniGrid frames, of MLM+NSP (ELECTRA at equal time)
-VISION_STEPS, MINIGRID_STEPS, TEXT_STEPS, CAPTION_STEPS, PPO_STEPS = 400, 300, 300, 300, 160
+VISION_STEPS, MINIGRID_STEPS, TEXT_STEPS, CAPTION_STEPS, PPO_STEPS = 300, 200, 300, 200, 160
 
 
 def _budgets(suite: Suite, domain: str) -> str:
