@@ -1,5 +1,6 @@
 """A plan's runs read into cells: each (representation, evaluation)'s values over seeds with its interval,
-the runs that are not complete (and why), and the best per column where its interval clears the next."""
+the runs that are not complete (and why), the best per column where its interval clears the next, and the
+cells a representation does not define (its complete runs do not report the metric: "–")."""
 from __future__ import annotations
 
 import json
@@ -47,9 +48,10 @@ def summarize(values: list[float], aggregate: str) -> tuple[float, float | None,
 
 
 
-def read_metric(run_dir: Path, metric: Metric) -> tuple[float | None, list, str]:
+def read_metric(run_dir: Path, metric: Metric, absent_ok: bool = False) -> tuple[float | None, list, str]:
     """The metric's value in a run folder (the latest evaluated step), its trajectory over evaluated steps
-    as (step, train_seconds or None, value), and a problem to report ("" if none)."""
+    as (step, train_seconds or None, value), and a problem to report ("" if none; with ``absent_ok``, also when
+    the results hold no such metric: the value is then None)."""
     if metric.log:
         f = run_dir / "metrics.jsonl"
         rows = read_metrics(f)          # a torn line is skipped with a warning; the rows before it still count
@@ -64,7 +66,8 @@ def read_metric(run_dir: Path, metric: Metric) -> tuple[float | None, list, str]
     found = [r for r in results if r.metric == metric.metric and (not metric.dataset or r.dataset == metric.dataset)
              and (not metric.split or r.split == metric.split)]
     if not found:
-        return None, [], f"{run_dir / 'results.json'} has no {metric.dataset}/{metric.split}/{metric.metric}"
+        return None, [], "" if absent_ok else \
+            f"{run_dir / 'results.json'} has no {metric.dataset}/{metric.split}/{metric.metric}"
     datasets = sorted({r.dataset for r in found})
     found = [r for r in found if r.dataset == datasets[0]]
     curve = sorted({(r.step or 0): (r.step or 0, getattr(r, "train_seconds", None), r.value) for r in found}.values())
@@ -83,6 +86,7 @@ class Cell:
     missing: dict[str, str] = field(default_factory=dict)   # job -> state (failed, interrupted, not run, ...)
     stat: tuple = ()                                    # (point, low, high) once values exist
     best: bool = False
+    undefined: bool = False                             # complete, and not reported by this representation ("–")
 
 
 @dataclass
@@ -132,6 +136,42 @@ def _states(plan: Plan) -> tuple[dict[str, str], dict[str, str]]:
     return states, reasons
 
 
+def pretraining_seconds(run_dir: Path, step: int | None = None) -> float | None:
+    """Training seconds of a run at a checkpoint's step (default: its latest Result), None when not recorded."""
+    if step is not None:
+        try:
+            return json.loads((run_dir / "checkpoints" / f"step_{step:08d}" / "meta.json").read_text())["train_seconds"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    try:
+        latest = max(read_results(run_dir / "results.json"), key=lambda r: r.step or 0)
+    except (ResultsFileError, ValueError):
+        return None
+    return getattr(latest, "train_seconds", None)
+
+
+def _along_curves(board: Board, cell: Cell) -> list[list]:
+    """Per seed with every point complete: (pretraining step, its training seconds, value) at each intermediate
+    checkpoint and at the end."""
+    plan, ev, rep = board.plan, cell.ev, cell.rep
+    points = plan.along.get((rep.name, ev.name))
+    if not points:
+        return []
+    pre = plan.pretrainings[(rep.name, ev.domain)]
+    final = rep.pretrain[ev.domain].budget.steps
+    curves = []
+    for seed, job_id in enumerate(cell.jobs):
+        jobs = [(step, jobs[seed]) for step, jobs in points.items()] + [(final, job_id)]
+        if any(board.states.get(j) != "complete" for _, j in jobs):
+            continue
+        run = plan.dir(pre[min(seed, len(pre) - 1)])
+        curve = [(step, pretraining_seconds(run, step if step != final else None),
+                  read_metric(plan.dir(j), ev.metric)[0]) for step, j in jobs]
+        if all(v is not None for *_, v in curve):
+            curves.append(curve)
+    return curves
+
+
 def collect(plan: Plan) -> Board:
     states, reasons = _states(plan)
     board = Board(plan, {}, states, reasons, [])
@@ -140,20 +180,28 @@ def collect(plan: Plan) -> Board:
         if ev.trained_only and rep.pretrain and all(t.budget == RANDOM for t in rep.pretrain.values()):
             continue
         cell = board.cells[(rep_name, ev_name)] = Cell(rep, ev, jobs)
+        metric, undefined = rep.metrics.get(ev.name, ev.metric), 0
         for job_id in jobs:
             if states[job_id] != "complete":
                 cell.missing[job_id] = states[job_id]
                 continue
-            value, curve, problem = read_metric(plan.dir(job_id), ev.metric)
+            value, curve, problem = read_metric(plan.dir(job_id), metric, absent_ok=ev.where_defined)
             if problem:
                 board.problems.append(problem)
+            if value is None and not problem:
+                undefined += 1
+                continue
             if value is None or not math.isfinite(value):
                 cell.missing[job_id] = "no value"
                 continue
             cell.values.append(value)
             cell.curves.append(curve)
+        cell.undefined = undefined > 0 and not cell.values and not cell.missing
+        if undefined and cell.values:
+            board.problems.append(f"{rep_name}: {metric.metric} is reported by some of {', '.join(jobs)} only")
         if cell.values:
             cell.stat = summarize(cell.values, ev.aggregate)
+            cell.curves = _along_curves(board, cell) or cell.curves
     for job_id, state in states.items():
         if state == "complete" and plan.jobs[job_id].kind in ("train", "eval"):
             try:

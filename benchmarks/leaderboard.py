@@ -4,6 +4,7 @@
     selfsup leaderboard run --suite standard --launcher submitit --gpus-per-run 8 --set trainer.device=cuda
     selfsup leaderboard render runs/leaderboard [--readme README.md] [--write benchmarks/RESULTS.md]
     selfsup leaderboard plan --suite quick                                 # the jobs and their commands, not run
+    selfsup leaderboard run --suite zoo --specs timm:vit_small_patch14_dinov2.lvd142m hf:facebook/vit-mae-base
 
 `run` skips finished runs, resumes interrupted ones, reports failed ones (and skips what needs them) and exits
 1 when any arm failed, 75 when stopped by SIGTERM/SIGINT (rerun the same command to continue), 0 otherwise.
@@ -22,21 +23,21 @@ from pathlib import Path
 from selfsup.io import atomic_write_json, atomic_write_text
 
 from .board import collect
-from .markdown import details_md, page_md, summary_md
+from .markdown import details_md, page_md, readme_md, summary_md
 from .matrix import SuiteError
 from .page import page_html
 from .plan import Plan, plan
 from .plots import figures
 from .runner import exit_status, run_local, run_submitit, summary
-from .suites import SUITES
+from .suites import SUITES, make
+from .verdicts import section_key
 
 README_BEGIN, README_END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 
 
-def make_plan(suite: str, out: Path, seeds: int | None, extra: list[str], data: str) -> Plan:
-    if suite not in SUITES:
-        raise SuiteError(f"unknown suite {suite!r}; choose one of {', '.join(sorted(SUITES))}")
-    return plan(SUITES[suite](Path(data)), out, seeds, tuple(extra))
+def make_plan(suite: str, out: Path, seeds: int | None, extra: list[str], data: str,
+              specs: tuple[str, ...] = ()) -> Plan:
+    return plan(make(suite, Path(data), specs), out, seeds, tuple(extra))
 
 
 def render(p: Plan, results_md: Path | None = None) -> Path:
@@ -67,12 +68,17 @@ def publish(p: Plan, args, command: str) -> None:
     stamp = (f"{datetime.date.today()} · {', '.join(sorted(board.hardware)) or 'no runs'}"
              f" · runs made by code {', '.join(sorted(board.code)) or '-'}")
     if args.readme:
+        runs = sorted({len(c.values) for c in board.cells.values() if c.values}) or [0]
+        where = f"`{args.write}` (section `{section_key(p.suite.name)}`)" if args.write else \
+            f"`{p.out / 'leaderboard.md'}`"
+        provenance = (f"Suite `{p.suite.name}`, {'–'.join(map(str, sorted({runs[0], runs[-1]})))} run(s) per cell; "
+                      f"{stamp}; every metric, the verdicts against the evidence and each cell's command: {where}.")
         replace_block(Path(args.readme), f"<!-- written by `{command}`; edits here are replaced -->\n\n"
-                      + summary_md(board) + f"\n{stamp}\n")
+                      + readme_md(board, provenance))
         print(f"headline written to {args.readme}")
     if args.write:
         from .throughput import write_section
-        write_section(Path(args.write), f"leaderboard-{p.suite.name}",
+        write_section(Path(args.write), section_key(p.suite.name),
                       f"### Leaderboard: suite `{p.suite.name}`\n\n{stamp}\n\nCommand: `{command}`\n\n"
                       + summary_md(board) + "\n" + details_md(board))
         print(f"tables written to {args.write}")
@@ -95,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="overrides for every training, e.g. trainer.device=cuda")
         sp.add_argument("--data", help="folder of real data for the suites that use it, when it exists "
                                        "(default: ../shared/data)")
+        sp.add_argument("--specs", nargs="*", action="extend", default=None, metavar="SPEC",
+                        help="zoo suite: the encoders to compare (timm:NAME, hf:NAME_OR_DIR, open_clip:ARCH[:TAG], "
+                             "a run or export folder)")
     for sp in (r, d):
         sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
         sp.add_argument("--readme", help="replace the block between the leaderboard markers of this README")
@@ -113,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "render" and not out.is_dir():
             raise SuiteError(f"{out} is not a folder of runs")
         suite = args.suite or saved.get("suite", "quick")
+        # a folder's runs were made with its saved --set, --data and --specs, whichever of the suites sharing it
+        # is rendered; its seed count belongs to the suite that ran
         same = saved.get("suite") == suite
         seeds = args.seeds if args.seeds is not None else saved.get("seeds") if same else None
-        extra = args.set if args.set is not None else saved.get("set", []) if same else []
-        data = str(Path(args.data or (saved.get("data") if same else None) or "../shared/data").resolve())
-        p = make_plan(suite, out, seeds, extra, data)
+        extra = args.set if args.set is not None else saved.get("set", [])
+        data = str(Path(args.data or saved.get("data") or "../shared/data").resolve())
+        specs = tuple(args.specs if args.specs is not None else saved.get("specs", []) if suite == "zoo" else [])
+        p = make_plan(suite, out, seeds, extra, data, specs)
         if args.verb == "plan":
             for job in p.jobs.values():
                 print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")
@@ -126,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         status, timing = 0, ""
         if args.verb == "run":
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out / "suite.json", {"suite": suite, "seeds": seeds, "set": extra, "data": data})
+            atomic_write_json(out / "suite.json", {"suite": suite, "seeds": seeds, "set": extra, "data": data,
+                                                   "specs": list(specs)})
             start = time.perf_counter()
             if args.launcher == "local":
                 outcomes = run_local(p, args.gpus_per_run)

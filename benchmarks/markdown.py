@@ -9,8 +9,10 @@ from .verdicts import RESULTS_MD, verdicts
 LEGEND = ("Each cell: mean ± 95% CI (Student t) over seeds, or IQM [95% stratified-bootstrap CI] where the column "
           "says IQM; n=1: a single run, no interval. **Bold**: the best of its column, shown only where its "
           "interval clears the next one's. Mean rank: 1 = best, each column ranking the rows it has, averaged over "
-          "the ranked columns, [95% bootstrap CI] resampling every cell's runs. ·: not applicable. Footnotes give "
-          "the command behind each cell (seed 0; seed k: `-sk` and `trainer.seed=k`), after the jobs it needs.")
+          "the ranked columns, [95% bootstrap CI] resampling every cell's runs. ·: not applicable; –: not defined "
+          "for that representation (its runs do not report the metric, e.g. MLM accuracy without an MLM head). "
+          "Footnotes give the command behind each cell (seed 0; seed k: `-sk` and `trainer.seed=k`), after the "
+          "jobs it needs.")
 
 
 def label(job_id: str) -> str:
@@ -56,6 +58,15 @@ def summary_md(board: Board, results_md=RESULTS_MD) -> str:
         lines += [f"Measured on {', '.join(sorted(board.hardware))}; runs made by code "
                   f"{', '.join(sorted(board.code))}.", ""]
     return "\n".join(lines + footnote_md(board, grid)) + "\n"
+
+
+def readme_md(board: Board, provenance: str) -> str:
+    """The README's block: the headline table alone (no footnotes, no budget column) and one line saying where
+    it comes from; GitHub-flavoured Markdown."""
+    grid = headline(board)
+    keep = [i for i, h in enumerate(grid.header) if h != "pretraining"]
+    compact = Grid(grid.title, [grid.header[i] for i in keep], [[row[i] for i in keep] for row in grid.rows])
+    return "\n".join(grid_md(compact, notes=False)) + "\n\n" + provenance + "\n"
 
 
 def details_md(board: Board) -> str:

@@ -2,8 +2,11 @@
 
 Every (representation, evaluation) cell reads one run per seed: the representation's pretraining run itself
 (probes it evaluates) or a downstream run whose overrides name that pretraining; a pretraining is one job,
-whichever columns read it. Jobs are listed seed by seed, each seed's pretrainings before their exports and
-downstream runs, so the list is a valid order to run them in and a stopped suite has its first seeds whole.
+whichever columns read it. An encoder spec has no pretraining run: a column's `fallback` measures it once per
+domain (`REP-DOMAIN-sK`, the id its pretraining would have), read by every column of that domain. Jobs are
+listed seed by seed, each seed's pretrainings before their exports and downstream runs, so the list is a valid
+order to run them in and a stopped suite has its first seeds whole. One id is one command: planning the same
+id twice with different commands is an error (suites that share a folder are checked the same way).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .matrix import Budget, Command, Representation, Suite, SuiteError, Train
+from .matrix import RANDOM, Budget, Command, Representation, Suite, SuiteError, Train
 
 PHASES = {"frames": 0, "calibrate": 1, "pretrain": 2, "export": 3, "downstream": 4}
 CALIBRATION_STEPS = 12      # timed steps for a budget in minutes (the first 3 are warm-up, not counted)
@@ -36,6 +39,8 @@ class Plan:
     jobs: dict[str, Job] = field(default_factory=dict)                  # in launch order
     cells: dict[tuple[str, str], list[str]] = field(default_factory=dict)   # (rep, evaluation) -> job per seed
     pretrainings: dict[tuple[str, str], list[str]] = field(default_factory=dict)   # (rep, domain) -> job per seed
+    # (rep, evaluation) -> pretraining step -> job per seed: the evaluation made from intermediate checkpoints
+    along: dict[tuple[str, str], dict[int, list[str]]] = field(default_factory=dict)
 
     def dir(self, job_id: str) -> Path:
         return self.out / job_id
@@ -64,12 +69,16 @@ class _Builder:
         if job.id not in self.plan.jobs:
             self._order[job.id] = len(self._order)
             self.plan.jobs[job.id] = job
+        elif self.plan.jobs[job.id].argv != job.argv:
+            raise SuiteError(f"job {job.id} is planned with two different commands:\n  selfsup "
+                             f"{' '.join(self.plan.jobs[job.id].argv)}\n  selfsup {' '.join(job.argv)}")
         return job.id
 
     # -------------------------------------------------------------------------------- placeholders
 
     def fill(self, text: str, seed: int, here: Path, rep: Representation | None, domain: str,
-             deps: list[str]) -> str:
+             deps: list[str], step: int | None = None) -> str:
+        """``step``: {run} / {export} of the representation itself name its pretraining's checkpoint at that step."""
         def sub(m: re.Match) -> str:
             what, arg = m.group(1), m.group(2)
             if what == "dir":
@@ -88,11 +97,13 @@ class _Builder:
             if target_domain not in target.pretrain:     # an encoder spec as it is, or no encoder (scratch)
                 return target.spec
             pre = self.pretraining(target, target_domain, seed)
+            at = step if arg is None else None
             if what == "run":
                 deps.append(pre)
-                return str(self.out / pre)
-            deps.append(self.export(target, target_domain, pre))
-            return str(self.out / pre / "export")
+                return str(self.out / pre / (f"checkpoints/step_{at:08d}" if at else ""))
+            export = self.export(target, target_domain, pre, at)
+            deps.append(export)
+            return str(self.out / export)
         return PLACEHOLDER.sub(sub, text)
 
     def _partner(self, arg: str) -> tuple[Representation, str]:
@@ -108,8 +119,9 @@ class _Builder:
     # -------------------------------------------------------------------------------- jobs
 
     def train_argv(self, t: Train, run_dir: Path, seed: int, rep: Representation | None, domain: str,
-                   calibration: str, deps: list[str], extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-        overrides = [self.fill(o, seed, run_dir, rep, domain, deps) for o in t.overrides + extra]
+                   calibration: str, deps: list[str], extra: tuple[str, ...] = (), step: int | None = None
+                   ) -> tuple[str, ...]:
+        overrides = [self.fill(o, seed, run_dir, rep, domain, deps, step) for o in t.overrides + extra]
         # a placeholder with nothing behind it (no encoder: a network the task trains from scratch) leaves the
         # key at its default, which is what "none" means to the tasks (an empty string; OmegaConf reads "k=" as null)
         overrides = [o for o in overrides if not o.endswith("=")]
@@ -144,17 +156,24 @@ class _Builder:
                          minutes=t.budget.minutes))
         return job_id
 
-    def export(self, rep: Representation, domain: str, pre: str) -> str:
-        job_id = f"{pre}/export"
-        argv = ("export", rep.pretrain[domain].task, "--checkpoint", str(self.out / pre),
+    def export(self, rep: Representation, domain: str, pre: str, step: int | None = None) -> str:
+        """`selfsup export` of a pretraining (its latest checkpoint, or the one at ``step``), made once."""
+        job_id = f"{pre}/export" + (f"-step{step}" if step else "")
+        checkpoint = self.out / pre / (f"checkpoints/step_{step:08d}" if step else "")
+        argv = ("export", rep.pretrain[domain].task, "--checkpoint", str(checkpoint),
                 "--out", str(self.out / f"{job_id}.partial"))
         return self.add(Job(job_id, "export", argv, (pre,), "export", self.plan.jobs[pre].seed))
 
-    def cell(self, rep: Representation, ev, seed: int) -> str:
+    def cell(self, rep: Representation, ev, seed: int, step: int | None = None) -> str:
+        if rep.reads:       # a baseline reported inside another row's runs
+            return self.cell(self.suite.rep(rep.reads), ev, seed)
         run = ev.run if ev.run is not None or ev.domain in rep.pretrain else ev.fallback
         if run is None:
             return self.pretraining(rep, ev.domain, seed)
-        job_id = f"{ev.name}--{rep.name}-s{seed}"
+        if ev.run is None:  # a spec measured once per domain, the id its pretraining would have
+            job_id = f"{rep.name}-{ev.domain}-s{0 if ev.domain in self.suite.shared else seed}"
+        else:
+            job_id = f"{ev.name}--{rep.name}-s{seed}" + (f"-step{step}" if step else "")
         run_dir, deps = self.out / job_id, []
         extra = tuple(rep.extra.get(ev.name, ()))
         if isinstance(run, Command):
@@ -163,9 +182,24 @@ class _Builder:
         else:
             calibration = self.calibration(run, f"{ev.name}--{rep.name}", rep, ev.domain)
             deps += [calibration] if calibration else []
-            argv = self.train_argv(run, run_dir, seed, rep, ev.domain, calibration, deps, extra)
+            argv = self.train_argv(run, run_dir, seed, rep, ev.domain, calibration, deps, extra, step)
             kind, trains = "train", True
         return self.add(Job(job_id, kind, argv, tuple(dict.fromkeys(deps)), "downstream", seed, trains))
+
+    def along_steps(self, rep: Representation, ev) -> list[int]:
+        """The pretraining steps an `along` evaluation is also made at, checked against the checkpoints kept."""
+        t = rep.pretrain[ev.domain]
+        steps = t.budget.steps if t.budget is not None else None
+        if not steps:
+            raise SuiteError(f"evaluation {ev.name} runs along {rep.name}'s pretraining, which needs a budget in "
+                             f"steps (not {t.budget})")
+        points = [k * (steps // ev.along) for k in range(1, ev.along)]
+        every = next((int(o.split("=", 1)[1]) for o in reversed(t.overrides)
+                      if o.startswith("trainer.checkpoint_every=")), 0)
+        if not every or any(p % every for p in points) or "trainer.keep_last=0" not in t.overrides:
+            raise SuiteError(f"evaluation {ev.name} reads {rep.name}'s checkpoints at steps {points}: give that "
+                             f"pretraining checkpoints_along({t.budget}, {ev.along})")
+        return points
 
 
 def plan(suite: Suite, out: Path, seeds: int | None = None, extra: tuple[str, ...] = ()) -> Plan:
@@ -179,6 +213,12 @@ def plan(suite: Suite, out: Path, seeds: int | None = None, extra: tuple[str, ..
                 b.pretraining(rep, ev.domain, s)
     for rep, ev in suite.cells():
         b.plan.cells[(rep.name, ev.name)] = [b.cell(rep, ev, s) for s in range(count[(rep.name, ev.name)])]
+    for rep, ev in suite.cells():       # the `along` columns' intermediate points
+        if ev.along > 1 and ev.run is not None and ev.domain in rep.pretrain and not rep.reads \
+                and rep.pretrain[ev.domain].budget != RANDOM:      # random weights do not change along the way
+            b.plan.along[(rep.name, ev.name)] = {
+                step: [b.cell(rep, ev, s, step) for s in range(count[(rep.name, ev.name)])]
+                for step in b.along_steps(rep, ev)}
     order = {job_id: (job.seed, PHASES[job.phase], b._order[job_id]) for job_id, job in b.plan.jobs.items()}
     b.plan.jobs = {k: b.plan.jobs[k] for k in sorted(b.plan.jobs, key=order.__getitem__)}
     return b.plan

@@ -67,10 +67,11 @@ def _x(curve) -> tuple[list[float], bool]:
 
 
 def plot_learning(board: Board, path: Path) -> Path | None:
-    """Which learns most per minute: each column read from a pretraining run that evaluated along the way,
-    against training minutes (`train_seconds` of the Results; training steps when the runs predate it)."""
+    """Which learns most per minute: each column read from a pretraining run that evaluated along the way, or
+    made from its intermediate checkpoints (`Evaluation.along`), against pretraining minutes (`train_seconds`
+    of the Results and checkpoints; training steps when the runs predate it)."""
     columns = [(ev, [c for c in board.cells.values() if c.ev is ev and any(len(k) > 1 for k in c.curves)])
-               for ev in board.plan.suite.evaluations if ev.run is None]
+               for ev in board.plan.suite.evaluations if ev.run is None or ev.along > 1]
     columns = [(ev, cells) for ev, cells in columns if cells]
     if not columns:
         return None
@@ -83,7 +84,7 @@ def plot_learning(board: Board, path: Path) -> Path | None:
                 minutes &= in_minutes
                 ax.plot(x, [v for _, _, v in curve], marker=".", lw=1, color=f"C{i}",
                         ls="--" if cell.rep.baseline else "-", label=cell.rep.title if j == 0 else None)
-        ax.set_xlabel("training minutes" if minutes else "training step", fontsize=8)
+        ax.set_xlabel("pretraining minutes" if minutes else "pretraining step", fontsize=8)
         ax.set_title(ev.title, fontsize=9)
         ax.legend(fontsize=6)
     return atomic_save_figure(fig, path)

@@ -83,6 +83,8 @@ def headline(board: Board) -> Grid:
             cell = board.cells.get((rep.name, e.name))
             if cell is None:
                 row.append(Entry("·"))
+            elif cell.undefined:
+                row.append(Entry("–", note=cell.jobs[0]))
             elif not cell.values:
                 row.append(Entry(", ".join(sorted(set(cell.missing.values()))), note=cell.jobs[0]))
             else:

@@ -3,6 +3,7 @@
     python -m benchmarks.throughput --suite mae --size tiny                   # CPU, fp32
     python -m benchmarks.throughput --suite mae --size base --device cuda --compile --batch 256
     python -m benchmarks.throughput --suite mim --size tiny --batch 256       # MAE vs SimMIM vs data2vec 2.0 steps
+    python -m benchmarks.throughput --suite objectives --size tiny            # the five text objectives' steps
     ... --write benchmarks/RESULTS.md                                         # record the figures
 
 Both sides run the same config, batch, optimizer (AdamW, fused on CUDA) and precision in one
@@ -145,7 +146,31 @@ def mim_suite(size: str, batch_size: int, device: torch.device) -> Suite:
     return Suite("img", x, batch_size, 1, contenders, same_work=False)
 
 
-SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite, "mim": mim_suite}
+def objectives_suite(size: str, batch_size: int, device: torch.device, overrides: tuple[str, ...] = ()) -> Suite:
+    """The text objectives at the `bert` presets (tiny: the 2x128 encoder and its 8k WordPiece; base: BERT-base),
+    one training step each on a batch of its own examples from one corpus (the stdlib docstrings, or ``overrides``
+    of the preset): BERT's and ALBERT's sentence pairs, RoBERTa's packed sequences, ELECTRA's generator and
+    discriminator, data2vec's teacher pass and masked copies. What a minute buys with each (the `language`
+    leaderboard suite sets equal training time from these ratios)."""
+    from language.objectives import OBJECTIVES
+    from language.task import BertTask
+    from selfsup.config import resolve, to_object
+    from selfsup.task import BatchPlan
+    preset, contenders, tokens = "tiny" if size == "tiny" else "bert-base", [], 0
+    for objective in OBJECTIVES:
+        cfg = resolve(BertTask.Config, BertTask.presets, preset=preset,    # one pass of pairs: only a batch is used
+                      overrides=["task.dupe_factor=1", *overrides, f"task.objective={objective}"])
+        task = BertTask(to_object(cfg).task)       # reads the corpus (cached tokenizer) for its examples
+        loader = task.train_batches(BatchPlan(batch_size, 1, 0, 1, seed=0, start_step=0))
+        batch = {k: v.to(device) for k, v in next(iter(loader)).items()}
+        tokens = task.cfg.max_len
+        contenders.append(Contender(f"selfsup {objective}", task.build_model(),
+                                    lambda m, _, t=task, b=batch: t.objective.forward(m, b)[0]))
+    return Suite("seq", None, batch_size, tokens, contenders, same_work=False)
+
+
+SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite, "mim": mim_suite,
+          "objectives": objectives_suite}
 
 
 def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:
@@ -232,7 +257,8 @@ def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.dev
              f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} "
              f"--device {args.device} "
              f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}"
-             f"{f' --beams {args.beams}' if args.suite == 'caption' else ''}`", "",
+             f"{f' --beams {args.beams}' if args.suite == 'caption' else ''}"
+             f"{' --set ' + ' '.join(args.set) if args.suite == 'objectives' and args.set else ''}`", "",
              f"| implementation | {unit}/s | step (ms) | TFLOP/s | MFU | {rows[0].get('first', 'ours')} ÷ this |",
              "|---|---|---|---|---|---|"]
     for r in rows:
@@ -283,7 +309,8 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--beams", type=int, default=1, help="caption suite: beam size (1: greedy)")
     p.add_argument("--write", help="update this RESULTS.md with the table")
-    p.add_argument("--set", nargs="*", default=[], help="ppo suite: overrides of the ppo minigrid preset")
+    p.add_argument("--set", nargs="*", default=[], help="ppo suite: overrides of the ppo minigrid preset; "
+                                                         "objectives suite: of the bert preset (e.g. the corpus)")
     p.add_argument("--data", help="decode suite: an ImageFolder to read (default: synthetic 500x375 JPEGs)")
     p.add_argument("--images", type=int, default=512, help="decode suite: synthetic images to write")
     p.add_argument("--store-size", type=int, default=256, help="decode suite: storage size images are decoded to")
@@ -316,7 +343,8 @@ def main(argv=None) -> None:
                   f"--batch {args.batch} --workers {args.workers} --steps {args.steps} --repeats {args.repeats}`", ""]
         publish(run_decode(args, header), args.write, f"decode-{Path(args.data).name if args.data else 'synthetic'}")
         return
-    extra = {"num_beams": args.beams} if args.suite == "caption" else {}
+    extra = {"num_beams": args.beams} if args.suite == "caption" else \
+        {"overrides": tuple(args.set)} if args.suite == "objectives" else {}
     suite = SUITES[args.suite](args.size, args.batch, device, **extra)
     rows = measure(suite, device, precision, args.compile, args.steps, args.repeats)
     if not suite.same_work:

@@ -78,14 +78,22 @@ def test_plan_makes_each_pretraining_once_and_chains_exports(tmp_path):
     assert not any(a.startswith("task.vision_init") for a in p.jobs["down--cnn-s0"].argv)
     assert "task.encoder.kind=cnn" in p.jobs["down--cnn-s0"].argv
     assert ("timm", "probe") not in p.cells and ("cnn", "probe") not in p.cells and ("bert", "down") not in p.cells
-    # a column read from pretraining runs reaches encoder specs through its fallback command
+    # columns read from pretraining runs reach encoder specs through their fallback command: one run per domain,
+    # under the id a pretraining would have, read by every column of that domain
     s = _suite()
-    probe = Evaluation("probe", "image", "scenes", Metric("acc", "d", "test"),
-                       fallback=Command(("probe", "--encoder", "{run}", "--out", "{dir}")))
-    p = plan(Suite("t", s.representations, (probe,), seeds=1), tmp_path / "fallback")
-    assert p.cells[("mae", "probe")] == ["mae-scenes-s0"] and p.cells[("timm", "probe")] == ["probe--timm-s0"]
-    assert p.jobs["probe--timm-s0"].argv == ("probe", "--encoder", "timm:vit_tiny_patch16_224", "--out",
-                                             str(tmp_path / "fallback" / "probe--timm-s0"))
+    fallback = Command(("probe", "--encoder", "{run}", "--out", "{dir}"))
+    probes = tuple(Evaluation(name, "image", "scenes", Metric(name, "d", "test"), fallback=fallback)
+                   for name in ("probe", "knn"))
+    p = plan(Suite("t", s.representations, probes, seeds=1), tmp_path / "fallback")
+    assert p.cells[("mae", "probe")] == ["mae-scenes-s0"] and p.cells[("timm", "probe")] == ["timm-scenes-s0"]
+    assert p.cells[("timm", "knn")] == ["timm-scenes-s0"]
+    assert p.jobs["timm-scenes-s0"].argv == ("probe", "--encoder", "timm:vit_tiny_patch16_224", "--out",
+                                             str(tmp_path / "fallback" / "timm-scenes-s0"))
+    # one id is one command: two columns asking for that run differently cannot share it
+    other = Evaluation("knn", "image", "scenes", Metric("knn", "d", "test"),
+                       fallback=Command(("probe", "--encoder", "{run}", "--seed", "1", "--out", "{dir}")))
+    with pytest.raises(SuiteError, match="timm-scenes-s0 is planned with two different commands"):
+        plan(Suite("t", s.representations, (probes[0], other), seeds=1), tmp_path / "clash")
 
 
 def test_plan_shared_domains_and_seed_counts(tmp_path):
@@ -285,7 +293,7 @@ def test_verdicts_read_the_evidence_table(tmp_path, ours, verdict):
     results_md.write_text(RESULTS)
     s = _suite(seeds=1)
     ev = Evaluation("probe", "image", "scenes", Metric("acc", "d", "test"), label="probe",
-                    evidence=Evidence("ev-key", "d", "acc", "2,000 steps", {"mae": "pretrained", "rand": "random"}))
+                    evidence=Evidence("ev-key", "2,000 steps", {"mae": "pretrained", "rand": "random"}, "d", "acc"))
     p = plan(Suite("t", s.representations, (ev,), seeds=1), tmp_path / "runs")
     fake_runs(p, {("mae", "probe"): [ours[0]], ("rand", "probe"): [ours[1]]})
     line = summary_md(collect(p), results_md)
@@ -319,7 +327,18 @@ def test_render_cli_writes_readme_and_results(tmp_path, capsys):
     readme.write_text(f"# x\n{README_BEGIN}\n{README_END}\n")
     assert main(["render", str(tmp_path / "out"), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "| representation | pretraining |" in text and "suite `quick`" in text and "MAE" in text
+    block = text[text.index(README_BEGIN):text.index(README_END)]
+    # compact: the headline table (no footnotes, no budget column) and one line of provenance
+    table = [line for line in block.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| representation | scenes: linear probe, shape ↑ |") and "[^" not in block
+    assert "| MAE |" in block and "pretraining" not in table[0]
+    assert [line for line in block.splitlines() if line and not line.startswith(("|", "<!--"))] == [
+        next(line for line in block.splitlines() if line.startswith("Suite `quick`"))]
+    # and GitHub-flavoured Markdown reads it as one table (CommonMark + the table extension)
+    markdown_it = pytest.importorskip("markdown_it", reason="markdown-it-py renders the README block as GFM would")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert rendered.count("<table>") == 1 and rendered.count("<tr>") == len(table) - 1
+    assert len(re.findall(r"<th[ >]", rendered)) == table[0].count("|") - 1
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Measured figures\n")
     assert main(["render", str(tmp_path / "out"), "--write", str(results_md)]) == 0
