@@ -13,10 +13,7 @@ from benchmarks.plan import plan
 from benchmarks.runner import run_local
 from benchmarks.suites import make
 from benchmarks.suites.vision import PIXELS
-from selfsup.encoders import EncoderError, load_image_encoder
-from selfsup.errors import UserError
 from selfsup.results import read_results
-from vision.vit import ViTConfig, vit_size
 
 import tiny_encoders as tiny
 from conftest import TINY_TEXT
@@ -65,10 +62,6 @@ def test_zoo_probes_released_encoders_beside_ours(tmp_path):
 
 
 def test_pixels_row_in_the_probe_columns(tmp_path):
-    try:
-        load_image_encoder("pixels", image_size=32)
-    except EncoderError:
-        pytest.skip("the `pixels` encoder spec arrives with the encoder-spec integration (issue 17, wave 2)")
     suite = make("vision", None)
     s = Suite("v", (PIXELS,), tuple(e for e in suite.evaluations if e.name in ("linear", "knn")), seeds=1)
     p, board = _run(s, tmp_path / "runs")
@@ -78,11 +71,6 @@ def test_pixels_row_in_the_probe_columns(tmp_path):
 
 def test_specs_as_captioning_towers_and_frozen_policy_encoders(tmp_path, corpus_file):
     spec = f"timm:{tiny.timm_folder(tmp_path / 'timm')}"
-    from multimodal.towers import ImageTowerSource
-    try:
-        ImageTowerSource(spec, ViTConfig(**vit_size("tiny")))
-    except UserError:
-        pytest.skip("caption and ppo take encoder specs after the encoder-spec integration (issue 17, wave 2)")
     suite = _zoo((spec,), {"bert"}, {"caption", "ppo"})
     name = next(r.name for r in suite.representations if r.spec == spec)
     p = plan(suite, tmp_path / "plan")
