@@ -26,7 +26,7 @@ from .board import collect
 from .markdown import details_md, page_md, readme_md, summary_md
 from .matrix import SuiteError
 from .page import page_html
-from .plan import Plan, plan
+from .plan import Plan, only_rows, plan
 from .plots import figures
 from .runner import exit_status, run_local, run_submitit, summary
 from .suites import SUITES, make
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     for sp in (r, d):
         sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
         sp.add_argument("--readme", help="replace the block between the leaderboard markers of this README")
+    for sp in (r, pl):
+        sp.add_argument("--rows", nargs="*", action="extend", default=None, metavar="ROW",
+                        help="make only these rows' runs (and what they need); the page still shows every row")
     r.add_argument("--launcher", choices=("local", "submitit"), default="local",
                    help="local: one run after another here; submitit: each run a SLURM job (after what it needs)")
     r.add_argument("--gpus-per-run", type=int, default=0,
@@ -130,10 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         data = str(Path(args.data or saved.get("data") or "../shared/data").resolve())
         specs = tuple(args.specs if args.specs is not None else saved.get("specs", []) if suite == "zoo" else [])
         p = make_plan(suite, out, seeds, extra, data, specs)
+        if getattr(args, "rows", None):
+            runs = only_rows(make_plan(suite, out, seeds, extra, data, specs), args.rows)
+        else:
+            runs = p
         if args.verb == "plan":
-            for job in p.jobs.values():
+            for job in runs.jobs.values():
                 print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")
-            print(f"{len(p.jobs)} jobs for {len(p.cells)} cells")
+            print(f"{len(runs.jobs)} jobs for {len(p.cells)} cells")
             return 0
         status, timing = 0, ""
         if args.verb == "run":
@@ -142,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    "specs": list(specs)})
             start = time.perf_counter()
             if args.launcher == "local":
-                outcomes = run_local(p, args.gpus_per_run)
+                outcomes = run_local(runs, args.gpus_per_run)
             else:
                 params = {"timeout_min": args.timeout_min}
                 if args.slurm_partition:
                     params["slurm_partition"] = args.slurm_partition
-                outcomes = run_submitit(p, args.gpus_per_run, args.cluster, **params)
+                outcomes = run_submitit(runs, args.gpus_per_run, args.cluster, **params)
             status = exit_status(outcomes)
             timing = summary(outcomes, time.perf_counter() - start)
         page = render(p)

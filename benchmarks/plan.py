@@ -222,3 +222,22 @@ def plan(suite: Suite, out: Path, seeds: int | None = None, extra: tuple[str, ..
     order = {job_id: (job.seed, PHASES[job.phase], b._order[job_id]) for job_id, job in b.plan.jobs.items()}
     b.plan.jobs = {k: b.plan.jobs[k] for k in sorted(b.plan.jobs, key=order.__getitem__)}
     return b.plan
+
+
+def only_rows(p: Plan, rows: list[str]) -> Plan:
+    """The plan cut to what the named representations' cells need (their runs and, transitively, what those
+    depend on), in the same order: run one row, or add a row to a folder that holds the others."""
+    known = [r.name for r in p.suite.representations]
+    unknown = [r for r in rows if r not in known]
+    if unknown:
+        raise SuiteError(f"--rows: no row {', '.join(unknown)} in suite {p.suite.name} (rows: {', '.join(known)})")
+    need = [j for (rep, _), ids in p.cells.items() if rep in rows for j in ids]
+    need += [j for (rep, _), points in p.along.items() if rep in rows for ids in points.values() for j in ids]
+    keep: set[str] = set()
+    while need:
+        job = need.pop()
+        if job in p.jobs and job not in keep:
+            keep.add(job)
+            need.extend(p.jobs[job].deps)
+    p.jobs = {k: j for k, j in p.jobs.items() if k in keep}
+    return p

@@ -13,7 +13,7 @@ from benchmarks.board import collect
 from benchmarks.leaderboard import main, publish
 from benchmarks.markdown import summary_md
 from benchmarks.matrix import RANDOM, Budget, Evaluation, Metric, Representation, Suite, SuiteError, Train
-from benchmarks.plan import plan
+from benchmarks.plan import only_rows, plan
 from benchmarks.plots import figures
 from benchmarks.suites import SUITES, make, quick
 from benchmarks.suites.language import OBJECTIVES, TEXT_SPEED
@@ -391,3 +391,20 @@ def test_results_sections_are_the_suite_keys(tmp_path):
     path = tmp_path / "R.md"
     write_section(path, section_key("vision"), "x\n")
     assert "<!-- leaderboard-vision -->" in path.read_text()
+
+
+def test_rows_cut_the_plan_to_what_those_rows_need(data, tmp_path):
+    """`leaderboard run --rows`: a row's pretrainings, the downstream runs of its cells and what they depend on;
+    no other row's jobs; an unknown row is an error naming the rows there are."""
+    suite = make("vision", data)
+    full = plan(suite, tmp_path / "runs", seeds=1)
+    cut = only_rows(plan(suite, tmp_path / "runs", seeds=1), ["simmim", "pixels"])
+    assert set(cut.jobs) < set(full.jobs)
+    assert list(cut.jobs) == [j for j in full.jobs if j in cut.jobs]          # the same order
+    assert {j for j in cut.jobs if "simmim" not in j and "pixels" not in j} == set()
+    want = {j for (rep, _), ids in full.cells.items() if rep in ("simmim", "pixels") for j in ids}
+    assert want <= set(cut.jobs) and "simmim-cifar10-s0" in cut.jobs and "cifar-finetune--simmim-s0" in cut.jobs
+    assert all(d in cut.jobs for job in cut.jobs.values() for d in job.deps)
+    with pytest.raises(SuiteError, match="rows: mae, simmim"):
+        only_rows(full, ["simmim", "nope"])
+    assert main(["plan", "--suite", "vision", "--seeds", "1", "--data", str(data), "--rows", "nope"]) == 2
