@@ -9,12 +9,12 @@ from pathlib import Path
 from ..matrix import RANDOM, Budget, Evaluation, Metric, Representation, Suite, Train, checkpoints_along
 
 # Equal training time per objective on this CPU: steps in the ratio of their measured time per step
-# (`selfsup bench --suite objectives --size tiny --batch 64 --steps 3 --repeats 6`: the `bert --preset tiny` model
-# and batch on the stdlib corpus, interleaved in one process, 2 shared cores: MLM+NSP 1.00, MLM+SOP 1.01, MLM 1.04,
-# ELECTRA 1.85, data2vec 1.45). Time rather than counted FLOPs: ELECTRA's and data2vec's steps run transformers'
-# modules, sampling and an EMA update whose cost on a CPU their FLOP counts do not tell (ELECTRA counted fewer
-# FLOPs per second than MLM in that run: 0.007 vs 0.013 TFLOP/s).
-TEXT_SPEED = {"mlm+nsp": 1.00, "mlm+sop": 1.01, "mlm": 1.04, "electra": 1.85, "data2vec": 1.45}
+# (`selfsup bench --suite objectives --size tiny --batch 64 --steps 3 --repeats 6` with OMP_WAIT_POLICY=PASSIVE: the
+# `bert --preset tiny` model and batch on the stdlib corpus, interleaved in one process, 2026-11-29: MLM+NSP 1.00,
+# MLM+SOP 1.00, MLM 1.02, ELECTRA 1.52, data2vec 1.42). Time rather than counted FLOPs: ELECTRA's step runs a
+# generator, samples replacements and scores every position, whose cost on a CPU its FLOP count does not tell
+# (0.033 TFLOP/s against MLM's 0.046 in that run).
+TEXT_SPEED = {"mlm+nsp": 1.00, "mlm+sop": 1.00, "mlm": 1.02, "electra": 1.52, "data2vec": 1.42}
 OBJECTIVES = {"mlm+nsp": ("bert", "BERT MLM+NSP"), "mlm+sop": ("bert-sop", "MLM+SOP (ALBERT)"),
               "mlm": ("bert-mlm", "MLM (RoBERTa)"), "electra": ("electra", "ELECTRA"),
               "data2vec": ("data2vec-text", "data2vec 2.0 (text)")}     # objective -> (row name, label)

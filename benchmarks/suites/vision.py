@@ -9,9 +9,12 @@ from vision.mim import tiny_preset
 
 from ..matrix import RANDOM, Budget, Command, Evaluation, Metric, Representation, Suite, Train
 
-# Equal training time per method on this CPU: steps in the ratio of their measured time per image
-# (`selfsup bench --suite mim --size tiny`, interleaved in one process: MAE 1.00, SimMIM 1.28, data2vec 2.45).
-MIM_SPEED = {"mae": 1.00, "simmim": 1.28, "data2vec": 2.45}
+# Equal training time per method on this CPU: steps in the ratio of their measured time per step
+# (`selfsup bench --suite mim --size tiny --batch 256 --steps 2 --repeats 4` with OMP_WAIT_POLICY=PASSIVE, interleaved
+# in one process, 2026-11-29: MAE 1.00, SimMIM 2.57, data2vec 5.29; all three at ~0.05 TFLOP/s, so the ratios are
+# those of their FLOPs). An earlier measurement (1.28, 2.45) was made while other jobs kept both cores busy with
+# OpenMP's spin-waiting, which slowed MAE's small matmuls most; it gave SimMIM and data2vec twice MAE's time.
+MIM_SPEED = {"mae": 1.00, "simmim": 2.57, "data2vec": 5.29}
 MIM_LABELS = {"mae": "MAE", "simmim": "SimMIM", "data2vec": "data2vec 2.0"}
 MIM_TASKS = tuple(MIM_SPEED)
 PROBE_EPOCHS = tiny_preset({}, {})["task"]["probe"]["epochs"]     # the tiny presets' linear-probe epochs
