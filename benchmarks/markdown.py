@@ -43,8 +43,10 @@ def summary_md(board: Board, results_md=RESULTS_MD) -> str:
     """The headline: what the README and RESULTS.md show."""
     grid = headline(board)
     suite = board.plan.suite
+    counts = {len(ids) for ids in board.plan.cells.values()} or {0}
+    seeds = f"{'up to ' if len(counts) > 1 else ''}{max(counts)} seed{'s' if max(counts) != 1 else ''} per cell"
     lines = [f"**Representations × uses, suite `{suite.name}`**" + (f": {suite.description}" if suite.description
-                                                                      else "") + ".", ""]
+                                                                      else "") + f"; {seeds}.", ""]
     lines += grid_md(grid) + ["", LEGEND, ""]
     found = verdicts(board, results_md)
     if found:

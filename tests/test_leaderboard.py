@@ -102,6 +102,7 @@ def test_failed_arm_is_reported_its_dependents_skipped_and_the_rest_finish(smoke
     table = summary_md(collect(p))
     assert "| MLP broken | 5 steps (clusters) [^broken-clusters-s0] | failed [^broken-clusters-s0] | skipped" in table
     assert "`broken-clusters-s0`: failed — " in table and "no_such_key" in table
+    assert f"; {len(p.cells[('broken', 'shifted')])} seed per cell." in table.splitlines()[0]     # what was planned
 
 
 def test_interrupted_arm_is_reported_then_resumed(smoke_run, tmp_path):

@@ -71,4 +71,4 @@ def clip(data: Path | None = Path("../shared/data")) -> Suite:
                                                      chance_row(cols)]
     return Suite("clip", tuple(reps), tuple(cols), seeds=3,
                  description="CLIP from our MAE + BERT vs from random towers at an equal budget (600 steps), "
-                             "retrieval and zero-shot beside chance; captioning from each image tower, 3 seeds")
+                             "retrieval and zero-shot beside chance; captioning from each image tower")

@@ -123,4 +123,4 @@ def language(data: Path | None = Path("../shared/data")) -> Suite:
     return Suite("language", tuple(reps), tuple(cols), seeds=3,
                  description=f"text objectives at equal training time on this CPU ({steps} steps) on "
                              f"{' and '.join(domains)}, against random weights"
-                             + (" and a bag-of-words baseline on SST-2" if sst2(data) else "") + ", 3 seeds")
+                             + (" and a bag-of-words baseline on SST-2" if sst2(data) else ""))
