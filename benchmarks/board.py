@@ -102,16 +102,6 @@ class Board:
     def command(self, job_id: str) -> str:
         return "selfsup " + " ".join(fill_steps(self.plan.jobs[job_id].argv, self.plan.out, missing_ok=True))
 
-    def closure(self, job_id: str) -> list[str]:
-        """The job and everything it needs, in launch order."""
-        seen: dict[str, None] = {}
-
-        def visit(j):
-            for d in self.plan.jobs[j].deps:
-                visit(d)
-            seen.setdefault(j)
-        visit(job_id)
-        return list(seen)
 
 
 def _states(plan: Plan) -> tuple[dict[str, str], dict[str, str]]:

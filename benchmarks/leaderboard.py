@@ -133,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         data = str(Path(args.data or saved.get("data") or "../shared/data").resolve())
         specs = tuple(args.specs if args.specs is not None else saved.get("specs", []) if suite == "zoo" else [])
         p = make_plan(suite, out, seeds, extra, data, specs)
-        if getattr(args, "rows", None):
-            runs = only_rows(make_plan(suite, out, seeds, extra, data, specs), args.rows)
-        else:
-            runs = p
+        runs = only_rows(p, args.rows) if getattr(args, "rows", None) else p     # the jobs to make; p renders
         if args.verb == "plan":
             for job in runs.jobs.values():
                 print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")

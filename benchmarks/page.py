@@ -96,7 +96,7 @@ def grid_html(grid: Grid, board: Board | None = None, higher: list[bool] | None 
             attrs += f' class="{" ".join(classes)}"' if classes else ""
             text = html.escape(e.text)
             if board is not None and e.note:
-                tip = "\n".join(board.command(j) for j in board.closure(e.note))
+                tip = "\n".join(board.command(j) for j in board.plan.closure(e.note))
                 attrs += f' title="{html.escape(tip)}"'
                 text = f'<a href="#{label(e.note)}">{text}</a>'
             cells.append(f"<td{attrs}>{text}</td>")

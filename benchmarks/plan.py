@@ -11,7 +11,7 @@ id twice with different commands is an error (suites that share a folder are che
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .matrix import RANDOM, Budget, Command, Representation, Suite, SuiteError, Train
@@ -44,6 +44,17 @@ class Plan:
 
     def dir(self, job_id: str) -> Path:
         return self.out / job_id
+
+    def closure(self, job_id: str) -> list[str]:
+        """The job and everything it needs, in launch order."""
+        seen: dict[str, None] = {}
+
+        def visit(j):
+            for d in self.jobs[j].deps:
+                visit(d)
+            seen.setdefault(j)
+        visit(job_id)
+        return list(seen)
 
 
 def budget_overrides(budget: Budget | None, calibration: str) -> tuple[str, ...]:
@@ -233,11 +244,5 @@ def only_rows(p: Plan, rows: list[str]) -> Plan:
         raise SuiteError(f"--rows: no row {', '.join(unknown)} in suite {p.suite.name} (rows: {', '.join(known)})")
     need = [j for (rep, _), ids in p.cells.items() if rep in rows for j in ids]
     need += [j for (rep, _), points in p.along.items() if rep in rows for ids in points.values() for j in ids]
-    keep: set[str] = set()
-    while need:
-        job = need.pop()
-        if job in p.jobs and job not in keep:
-            keep.add(job)
-            need.extend(p.jobs[job].deps)
-    p.jobs = {k: j for k, j in p.jobs.items() if k in keep}
-    return p
+    keep = {d for j in need for d in p.closure(j)}
+    return replace(p, jobs={k: j for k, j in p.jobs.items() if k in keep})

@@ -154,4 +154,4 @@ def not_complete(board: Board) -> list[str]:
 def footnotes(board: Board, grid: Grid) -> list[Job]:
     """The jobs a table's cells name, with everything they need, in launch order."""
     wanted = {e.note for row in grid.rows for e in row if e.note}
-    return [board.plan.jobs[j] for j in board.plan.jobs if any(j in board.closure(w) for w in wanted)]
+    return [board.plan.jobs[j] for j in board.plan.jobs if any(j in board.plan.closure(w) for w in wanted)]
