@@ -1,8 +1,10 @@
 """The `glue` task: finetune any exported text encoder on a GLUE-style TSV task read from a local folder.
 
-The model is ``AutoModelForSequenceClassification`` on ``task.init`` (a BERT, ELECTRA or data2vec export, or
-any local transformers folder with its tokenizer); ``task.pretrained=false`` keeps its architecture and
-tokenizer with random weights, the baseline that says what pretraining bought. Beside the finetuned
+The model is ``AutoModelForSequenceClassification`` on ``task.init``, a text encoder spec that transformers can
+finetune: our BERT, ELECTRA or data2vec export (a folder), ``hf:DIR`` (any save_pretrained folder with its
+tokenizer) or ``hf:HUB_ID`` (a released checkpoint: loaded from the local cache, downloaded only when the machine
+reaches the hub, otherwise an error naming the command that fetches it). ``task.pretrained=false`` keeps its
+architecture and tokenizer with random weights, the baseline that says what pretraining bought. Beside the finetuned
 model's dev score, a bag-of-words logistic regression trained on the same train split is scored on the
 same dev split (once per data folder, cached): the bar any encoder has to clear.
 
@@ -14,6 +16,7 @@ scored with its own metric: accuracy, Matthews correlation (CoLA), F1 and accura
     selfsup export bert --checkpoint runs/bert --out exports/bert       # a transformers folder
     selfsup train glue --preset tiny --set task.name=sst2 task.data_dir=glue/SST-2 task.init=exports/bert
     selfsup train glue --preset tiny --set ... task.init=exports/bert task.pretrained=false   # random weights
+    selfsup train glue --preset bert-base --set ... task.init=hf:google/electra-small-discriminator  # released
 """
 from __future__ import annotations
 
@@ -27,15 +30,18 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score, matthews_corrcoef
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from selfsup.data import step_loader
+from selfsup.encoders import EncoderSpec, parse_spec
+from selfsup.encoders.hf_encoder import fetch_hint, quiet_transformers
+from selfsup.encoders.hub import fetching
 from selfsup.io import atomic_write_json
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 
 from .corpus import CorpusError, default_cache
-from .tokenizer import TokenizerError, load_tokenizer
+from .tokenizer import TokenizerError
 
 # name -> (has header, text columns, label column, label map or None, metrics)
 FORMATS = {
@@ -99,10 +105,29 @@ def bow_baseline(name: str, train: tuple[list, list], dev: tuple[list, list], nu
 class GlueConfig:
     name: str = "sst2"          # sst2 | cola | mrpc | rte
     data_dir: str = ""          # folder with train.tsv and dev.tsv
-    init: str = ""              # a transformers folder with its tokenizer (`selfsup export bert`, any objective)
+    init: str = ""              # text encoder spec: our export folder (`selfsup export bert`), hf:DIR or hf:HUB_ID
     pretrained: bool = True     # false: init's architecture and tokenizer, random weights (the baseline)
     bow_baseline: bool = True   # also score a bag-of-words logistic regression on the same train/dev split
     max_len: int = 128          # longer inputs are truncated; batches are padded to their longest input
+
+
+def classifier_spec(init: str) -> EncoderSpec:
+    """``task.init`` as a transformers model: our export folders are transformers folders (read as ``hf:DIR``);
+    other libraries' encoders have no sequence-classification head here, and a training run is not yet one."""
+    spec = parse_spec(init)
+    if spec.library == "ours":
+        path = Path(spec.name)
+        if (path / "config.yaml").is_file() and not (path / "config.json").is_file():
+            raise TokenizerError(f"task.init={init} is a training run; export its encoder first: selfsup export "
+                                 f"bert --checkpoint {init} --out EXPORT_DIR, then task.init=EXPORT_DIR")
+        if not (path / "config.json").is_file():
+            raise TokenizerError(f"task.init={init}: no transformers folder there (config.json and a tokenizer); "
+                                 "give an export folder, hf:DIR or hf:HUB_ID")
+        return EncoderSpec("hf", spec.name, text=spec.text)
+    if spec.library != "hf":
+        raise TokenizerError(f"task.init={init} is a {spec.library} encoder; glue finetunes transformers models "
+                             "(AutoModelForSequenceClassification): give an export folder, hf:DIR or hf:HUB_ID")
+    return spec
 
 
 class GlueTask:
@@ -118,24 +143,34 @@ class GlueTask:
 
     def __init__(self, cfg: GlueConfig):
         if not cfg.init or not cfg.data_dir:
-            raise TokenizerError("glue needs task.init (a transformers folder with its tokenizer, e.g. from "
-                                 "`selfsup export bert`) and task.data_dir (with train.tsv and dev.tsv)")
+            raise TokenizerError("glue needs task.init (an export folder from `selfsup export bert`, hf:DIR or "
+                                 "hf:HUB_ID) and task.data_dir (with train.tsv and dev.tsv)")
         self.cfg = cfg
-        self.tokenizer = load_tokenizer(cfg.init)
+        self.spec = classifier_spec(cfg.init)
+        with fetching(self.spec.text, fetch_hint(self.spec.name)):
+            self.tokenizer = AutoTokenizer.from_pretrained(self.spec.name)
+        if self.tokenizer.pad_token is None:
+            raise TokenizerError(f"the tokenizer of task.init={cfg.init} has no padding token; glue pads batches")
         self.train_x, self.train_y = read_glue_tsv(Path(cfg.data_dir) / "train.tsv", cfg.name)
         self.dev_x, self.dev_y = read_glue_tsv(Path(cfg.data_dir) / "dev.tsv", cfg.name)
         self.num_labels = max(self.train_y + self.dev_y) + 1
 
     def build_model(self) -> nn.Module:
-        kw = dict(num_labels=self.num_labels, local_files_only=True, attn_implementation="sdpa")
-        try:
-            if self.cfg.pretrained:
-                return AutoModelForSequenceClassification.from_pretrained(self.cfg.init, **kw)
-            config = AutoConfig.from_pretrained(self.cfg.init, num_labels=self.num_labels, local_files_only=True)
-            return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
-        except (OSError, ValueError, KeyError) as e:
-            raise TokenizerError(f"cannot load a sequence classifier from {self.cfg.init}: "
-                                 f"{str(e).splitlines()[0]}") from None
+        """The classifier: the encoder's weights and a fresh head (transformers' own head per architecture)."""
+        name = self.spec.name
+        with fetching(self.spec.text, fetch_hint(name)), quiet_transformers():
+            config = AutoConfig.from_pretrained(name, num_labels=self.num_labels)
+            if not self.cfg.pretrained:
+                return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                name, config=config, dtype=torch.float32, attn_implementation="sdpa", output_loading_info=True)
+        prefix = f"{model.base_model_prefix}."
+        lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and ".pooler." not in k)
+        if lost or info.get("mismatched_keys"):
+            shown = ", ".join(lost[:4]) or "shapes differ"
+            raise TokenizerError(f"task.init={self.cfg.init} lacks weights of its own encoder ({shown}): a truncated "
+                                 "or foreign checkpoint; re-export or re-download it")
+        return model
 
     def _encode(self, texts: list[tuple[str, ...]], padding="longest") -> dict[str, torch.Tensor]:
         cols = list(zip(*texts))
@@ -168,7 +203,8 @@ class GlueTask:
             enc = {k: v.to(device) for k, v in self._encode(self.dev_x[i:i + 128]).items()}
             preds += model(**enc).logits.argmax(-1).cpu().tolist()
         ds, n = f"glue-{self.cfg.name}", len(self.dev_y)
-        extra = {"n": n, "init": self.cfg.init, "pretrained": self.cfg.pretrained}
+        extra = {"n": n, "init": self.cfg.init, "pretrained": self.cfg.pretrained,
+                 "model": type(model).__name__}
         scores = [Score(ds, "dev", m, v, extra) for m, v in scores_of(self.cfg.name, self.dev_y, preds,
                                                                      self.num_labels).items()]
         if self.cfg.bow_baseline:

@@ -4,11 +4,13 @@ import json
 import pytest
 from transformers import BertForPreTraining, ElectraForSequenceClassification
 
+from selfsup.encoders import EncoderError
+
 from language.corpus import CorpusError
-from language.glue import GlueTask, read_glue_tsv
+from language.glue import GlueConfig, GlueTask, read_glue_tsv
 from language.model import BertModelConfig, hf_config
 from language.objectives.electra import ElectraPretrainer, ElectraSettings, hf_configs
-from language.tokenizer import load_tokenizer, train_wordpiece
+from language.tokenizer import TokenizerError, load_tokenizer, train_wordpiece
 
 from conftest import train
 
@@ -94,3 +96,43 @@ def test_any_export_finetunes_and_random_weights_are_the_baseline(glue_dir, bert
     fresh = model.discriminator.electra.embeddings.word_embeddings.weight
     assert (rand.electra.embeddings.word_embeddings.weight - fresh).abs().max() > 1e-3     # not the export's weights
     assert (emb - fresh).abs().max() < 0.1                                                 # 2 small steps from them
+
+
+def test_init_is_a_text_spec_hf_dir_and_hub_ids(glue_dir, bert_dir, tmp_path, monkeypatch):
+    """hf:DIR finetunes like the bare folder; a hub id offline names what to fetch; other specs say what glue takes."""
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    base = ["task.name=sst2", f"task.data_dir={glue_dir / 'SST-2'}", "trainer.max_steps=1", "trainer.batch_size=8",
+            "task.bow_baseline=false"]
+    out = train(GlueTask, tmp_path / "run", base + [f"task.init=hf:{bert_dir}"])
+    res = json.loads((tmp_path / "run" / "results.json").read_text())[0]
+    assert res["extra"]["init"] == f"hf:{bert_dir}" and res["extra"]["model"] == "BertForSequenceClassification"
+    assert type(out["model"]).__name__ == "BertForSequenceClassification"
+
+    from huggingface_hub import constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(EncoderError, match="not in the local cache.*hf download google/electra-small-discriminator"):
+        GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init="hf:google/electra-small-discriminator"))
+    for init, said in [("open_clip:ViT-B-32", "is a open_clip encoder; glue finetunes transformers models"),
+                       (str(tmp_path / "nothing"), "no transformers folder there"),
+                       (str(tmp_path / "run"), "is a training run; export its encoder first")]:
+        with pytest.raises(TokenizerError, match=said):
+            GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=init))
+
+
+def test_a_checkpoint_without_its_encoder_weights_is_refused(glue_dir, bert_dir, tmp_path):
+    """transformers would initialise missing encoder weights at random and say so only in a log line."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    cut = tmp_path / "cut"
+    shutil.copytree(bert_dir, cut)
+    weights = load_file(cut / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "layer.0.attention" not in k}, cut / "model.safetensors",
+              metadata={"format": "pt"})
+    task = GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=str(cut)))
+    with pytest.raises(TokenizerError, match="lacks weights of its own encoder .*layer.0.attention"):
+        task.build_model()
+    assert type(GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=str(bert_dir))).build_model()
+                ).__name__ == "BertForSequenceClassification"

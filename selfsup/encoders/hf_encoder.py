@@ -29,7 +29,7 @@ POOLED_TEXT = ("clip", "clip_text_model", "siglip", "siglip_text_model")
 BEFORE_BLOCKS = ("embeddings", "embeddings_project", "pre_layrnorm")
 
 
-def _fetch_hint(name: str) -> str:
+def fetch_hint(name: str) -> str:
     hint = f"hf download {name}"
     if not Path(name).exists() and ("/" in name and (name.startswith((".", "/", "~")) or name.count("/") > 1)):
         hint += f" (or, if you meant a local folder: {name} does not exist)"
@@ -38,7 +38,7 @@ def _fetch_hint(name: str) -> str:
 
 def _config(spec: EncoderSpec):
     from transformers import AutoConfig
-    with fetching(spec.text, _fetch_hint(spec.name)):
+    with fetching(spec.text, fetch_hint(spec.name)):
         return AutoConfig.from_pretrained(spec.name)
 
 
@@ -52,7 +52,7 @@ def _model(spec: EncoderSpec, cls, config, pretrained: bool):
     initialise them at random and say so only in a log line."""
     if not pretrained:
         return cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
-    with fetching(spec.text, _fetch_hint(spec.name)), quiet_transformers():
+    with fetching(spec.text, fetch_hint(spec.name)), quiet_transformers():
         model, info = cls.from_pretrained(spec.name, config=config, dtype=torch.float32, output_loading_info=True)
     missing = sorted(k for k in info.get("missing_keys", ()) if not any(u in k for u in UNUSED_WEIGHTS))
     if missing or info.get("mismatched_keys"):
@@ -124,7 +124,7 @@ def _image_preprocess(spec: EncoderSpec, config) -> ImagePreprocess:
                                "bicubic", crop_offset="floor", source="defaults",
                                notes=(f"no preprocessor_config.json in {folder}: resized to the model's image_size "
                                       f"{size} with ImageNet mean/std",))
-    with fetching(spec.text, _fetch_hint(spec.name)):
+    with fetching(spec.text, fetch_hint(spec.name)):
         processor = AutoImageProcessor.from_pretrained(spec.name)
     return ImagePreprocess.from_hf(processor, size, source=f"{type(processor).__name__} ({spec.name})")
 
@@ -229,6 +229,6 @@ def load_hf_text(spec: EncoderSpec, pretrained: bool = True, max_length: int | N
     import transformers
     cls, config = _tower(spec, "text")
     model = _model(spec, cls, config, pretrained)
-    with fetching(spec.text, _fetch_hint(spec.name)):
+    with fetching(spec.text, fetch_hint(spec.name)):
         tokenizer = transformers.AutoTokenizer.from_pretrained(spec.name)
     return HFTextEncoder(model.eval(), tokenizer, spec.text, max_length)
