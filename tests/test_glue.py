@@ -4,13 +4,12 @@ import json
 import pytest
 from transformers import BertForPreTraining, ElectraForSequenceClassification
 
-from selfsup.encoders import EncoderError
-
 from language.corpus import CorpusError
 from language.glue import GlueConfig, GlueTask, read_glue_tsv
 from language.model import BertModelConfig, hf_config
 from language.objectives.electra import ElectraPretrainer, ElectraSettings, hf_configs
 from language.tokenizer import TokenizerError, load_tokenizer, train_wordpiece
+from selfsup.encoders import EncoderError
 
 from conftest import train
 

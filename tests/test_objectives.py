@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, ElectraForMaskedLM, ElectraForPreTraining
 
+from language.glue import GlueConfig, GlueTask
 from language.model import BertModelConfig
 from language.objectives import OBJECTIVES
 from language.objectives.electra import ElectraPretrainer, ElectraSettings, gumbel_sample, hf_configs
@@ -121,6 +122,13 @@ def test_exact_resume_and_export_round_trip(objective, corpus_file, tmp_path, mo
         ours = model.encode(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])["cls"]
         theirs = auto(**enc).last_hidden_state[:, 0]
     torch.testing.assert_close(theirs, ours)
+    # every objective's export finetunes on GLUE from its own weights (data2vec's has no pooler: a fresh one)
+    (tmp_path / "sst").mkdir()
+    for split in ("train", "dev"):
+        (tmp_path / "sst" / f"{split}.tsv").write_text("sentence\tlabel\nthe cat sat\t1\na dog\t0\n")
+    clf = GlueTask(GlueConfig(data_dir=str(tmp_path / "sst"), init=str(out))).build_model()
+    emb = clf.base_model.embeddings.word_embeddings.weight
+    assert torch.equal(emb, auto.embeddings.word_embeddings.weight)
     if objective == "electra":
         assert isinstance(ElectraForPreTraining.from_pretrained(str(out)), ElectraForPreTraining)
         gen = ElectraForMaskedLM.from_pretrained(str(out / "generator"))
@@ -174,3 +182,29 @@ def test_each_objective_reports_what_it_has(objective, expected, absent, corpus_
     res = {r["metric"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())}
     assert expected | {"train_flops_per_example"} <= set(res) and not absent & set(res)
     assert res["train_flops_per_example"]["value"] > 0
+
+
+@pytest.fixture(scope="module")
+def topic_folder(tmp_path_factory):
+    """Four text files (topic = file name), each fifteen paragraphs in the topic's own words."""
+    root = tmp_path_factory.mktemp("topics")
+    words = {"cats": "whiskers purr mouse milk", "ships": "sail harbour anchor mast", "stars": "orbit comet galaxy "
+             "telescope", "bread": "flour oven yeast crust"}
+    for topic, w in words.items():
+        w = w.split()
+        paragraphs = [f"The {w[i % 4]} and the {w[(i + 1) % 4]} were here. Then a {w[(i + 2) % 4]} came by the "
+                      f"{w[(i + 3) % 4]} again." for i in range(15)]
+        (root / f"{topic}.txt").write_text("\n\n".join(paragraphs) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("objective", ["mlm+nsp", "electra", "data2vec"])
+def test_topic_probe_reads_each_objectives_frozen_features(objective, topic_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    run = TINY + ["task.corpus.format=text", f"task.corpus.path={topic_folder}", "task.corpus.doc_chars=60",
+                  f"task.objective={objective}", "trainer.max_steps=2", "task.eval.probe_epochs=200"]
+    train(BertTask, tmp_path / "run", run)       # (42 training documents: one probe step per epoch)
+    res = [r for r in json.loads((tmp_path / "run" / "results.json").read_text()) if r["dataset"].endswith("topics")]
+    linear = {r["extra"]["pool"]: r["value"] for r in res if r["metric"].startswith("linear_probe")}
+    assert sorted(res[0]["extra"]["topics"]) == ["bread", "cats", "ships", "stars"] and set(linear) == {"cls", "mean"}
+    assert min(linear.values()) > 0.6    # disjoint words per topic: separable from frozen features (chance 0.25)
