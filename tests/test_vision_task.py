@@ -240,3 +240,50 @@ def test_cli_mae_random_baseline_and_eval(tmp_path):
     assert {r["step"] for r in res} == {0}
     bad = run_cli("train", "mae", "--run-dir", str(tmp_path / "x"), "--set", "task.data.source=imagefolder")
     assert bad.returncode == 2 and "needs task.data.path" in bad.stderr
+
+
+@pytest.mark.parametrize("method", ["simmim", "data2vec"])
+def test_each_method_evaluates_its_loss_probes_and_figure(method, tmp_path):
+    """MAE's evaluation is tested above on its own run; the other methods' held-out losses (data2vec's multi-masks
+    evaluated in chunks), probes and (pixel methods) reconstruction figure."""
+    cls, extra = METHODS[method]
+    run = tmp_path / "run"
+    train(cls, run, VIT + DATA + extra + ["trainer.batch_size=32", "trainer.max_steps=4", "task.eval_images=40",
+                                          "task.figure_images=4"])
+    results = {r["metric"]: r for r in json.loads((run / "results.json").read_text())}
+    assert results[f"{method}_loss"]["extra"]["n"] == 40 and results[f"{method}_loss"]["value"] > 0
+    assert {"linear_probe_top1_cls", "knn_top1_cls", "linear_probe_top1_mean", "knn_top1_mean"} <= set(results)
+    figures = list((run / "figures").rglob("*.png"))
+    assert [f.name for f in figures] == (["simmim_reconstruction.png"] if method == "simmim" else [])
+
+
+def test_held_out_sample_and_figure_cover_every_class_of_a_sorted_folder(tmp_path, monkeypatch):
+    """The held-out loss and the figure take a stratified seeded sample, not the first files of the first class."""
+    import numpy as np
+    from PIL import Image
+
+    import vision.mim as mim
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(5):
+            (tmp_path / "imgs" / split / f"k{c}").mkdir(parents=True)
+            for i in range(8):
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / f"k{c}" / f"{i}.png")
+    taken = []
+    shown = []
+    monkeypatch.setattr(mim, "reconstruction_grid", lambda model, imgs, masks, path: shown.append(len(imgs)))
+    orig = mim.sample_indices
+
+    def spy(n, k, seed=0, labels=None):
+        idx = orig(n, k, seed=seed, labels=labels)
+        taken.append((n, idx, labels))
+        return idx
+    monkeypatch.setattr(mim, "sample_indices", spy)
+    over = VIT + METHODS["mae"][1] + ["task.data.source=imagefolder", f"task.data.path={tmp_path / 'imgs'}",
+                                      "task.eval_images=10", "task.figure_images=5", "task.probe.epochs=1",
+                                      "trainer.batch_size=8", "trainer.max_steps=1"]
+    train(MAETask, tmp_path / "run", over)
+    (n, idx, labels), (n_fig, fig_idx, _) = taken[0], taken[1]
+    assert n == 40 and len(idx) == 10 and set(labels[idx].tolist()) == set(range(5))   # the first 10 are 2 classes
+    assert n_fig == 10 and len(fig_idx) == 5 and shown == [5]                      # the figure: 5 of that sample
