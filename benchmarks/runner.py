@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from selfsup import progress
 from selfsup.io import atomic_write_json
 from selfsup.metrics import read_metrics
 from selfsup.runs import run_state
@@ -159,6 +160,14 @@ def _fresh_start(job: Job, out: Path, state: str) -> bool:
     return True
 
 
+def child_env() -> dict[str, str]:
+    """The job's environment: ours, and progress bars on when our stderr is a terminal (the job's stderr is a pipe
+    that _Tee copies to it, so the job cannot see the terminal itself); SELFSUP_PROGRESS set by the user wins."""
+    env = dict(os.environ)
+    env.setdefault(progress.ENV, "1" if progress.shown() else "0")
+    return env
+
+
 def execute(job: Job, out: Path, gpus_per_run: int = 0, stop: Stop | None = None, where: str = "") -> Outcome:
     """Run one job to completion (or interruption) and say how it ended; ``where`` (e.g. "3/15") goes in its
     log line."""
@@ -175,7 +184,7 @@ def execute(job: Job, out: Path, gpus_per_run: int = 0, stop: Stop | None = None
     print(f"[leaderboard] {where + ' ' if where else ''}{job.id}: {'resuming' if resume else 'running'} "
           f"selfsup {' '.join(job.argv[:2])}", flush=True)
     start, cpu = time.perf_counter(), _children_cpu()
-    child = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=child_env())
     tee = _Tee(child.stderr.fileno())
     tee.start()
     stop = stop or Stop()

@@ -213,9 +213,9 @@ def read_hf_dataset(path: str | Path, text_field: str = "text", topic_field: str
 
 
 def _stdlib_docstrings(root: Path) -> Iterator[tuple[str, str]]:
-    from tqdm.auto import tqdm
+    from selfsup.progress import progress
     files = sorted(root.rglob("*.py"))
-    for f in tqdm(files, desc="stdlib corpus (first run, cached after)", unit="file", disable=None, mininterval=1):
+    for f in progress(files, desc="stdlib corpus (first run, cached after)", unit="file"):
         rel = f.relative_to(root)
         if (rel.parts[0] in ("site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo")
                 or "test" in rel.parts):

@@ -235,11 +235,10 @@ class Masker:
 
 def tokenize_documents(docs: list[Document], tokenizer, progress: bool = True) -> list[list[list[int]]]:
     """Sentences -> token ids (no special tokens), batched through the fast tokenizer."""
-    from tqdm.auto import tqdm
+    from selfsup.progress import progress as bar
     flat = [s for d in docs for s in d.sentences]
     ids: list[list[int]] = []
-    for i in tqdm(range(0, len(flat), 4096), desc="tokenize", unit=" x4096 sentences",
-                  disable=None if progress and len(flat) > 4096 else True):   # None: on a terminal only
+    for i in bar(range(0, len(flat), 4096), desc="tokenize", unit=" x4096 sentences", min_total=2, enabled=progress):
         ids += tokenizer(flat[i:i + 4096], add_special_tokens=False)["input_ids"]
     out, k = [], 0
     for d in docs:

@@ -23,12 +23,12 @@ from typing import Iterable, Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from selfsup.data import step_loader
 from selfsup.errors import ConfigError
 from selfsup.metrics import count_training_flops
 from selfsup.probes import probe_scores
+from selfsup.progress import progress
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
@@ -117,7 +117,7 @@ def iter_corpus(cfg: CorpusConfig) -> Iterator[C.Document]:
 
 
 def read_corpus(cfg: CorpusConfig) -> list[C.Document]:
-    docs = list(tqdm(iter_corpus(cfg), desc="read corpus", unit=" docs", disable=None, mininterval=1))
+    docs = list(progress(iter_corpus(cfg), desc="read corpus", unit=" docs"))
     if not docs:
         raise C.CorpusError(f"the corpus ({cfg.format} {cfg.path}) has no documents with text")
     return docs
@@ -232,7 +232,7 @@ class BertTask:
         cfg, rng = self.cfg, rng or random.Random(self.cfg.data_seed)
         if self.objective.pair_task is None:
             return packed_sequences(ids, cfg.max_len, self.tokenizer.sep_token_id)
-        return [p for _ in tqdm(range(passes), desc=desc or "sentence pairs", disable=None if desc else True)
+        return [p for _ in progress(range(passes), desc=desc or "sentence pairs", enabled=bool(desc))
                 for p in sentence_pairs(ids, cfg.max_len, rng, cfg.short_seq_prob, self.objective.pair_task)]
 
     @functools.cached_property
@@ -384,7 +384,7 @@ class BertTask:
                                                      self.cfg.data_seed).tolist()]
         nll, count = 0.0, 0
         tok = self.tokenizer
-        for s in tqdm(sentences, desc="pseudo-perplexity", disable=None, leave=False):
+        for s in progress(sentences, desc="pseudo-perplexity", leave=False):
             ids = torch.tensor([tok.cls_token_id] + s + [tok.sep_token_id], device=device)
             L = len(s)
             batch = ids.repeat(L, 1)                                       # one copy per masked token
@@ -409,7 +409,7 @@ class BertTask:
         order = pick[torch.randperm(len(pick), generator=torch.Generator().manual_seed(self.cfg.data_seed))]
         docs, labels = [docs[i] for i in order.tolist()], labels[order]
         feats = {"cls": [], "mean": []}
-        for i in tqdm(range(0, len(docs), 64), desc="topic probe features", disable=None, leave=False):
+        for i in progress(range(0, len(docs), 64), desc="topic probe features", leave=False):
             enc = self.tokenizer([" ".join(d.sentences) for d in docs[i:i + 64]], truncation=True,
                                  max_length=self.cfg.max_len, padding="max_length", return_tensors="pt")
             out = model.encode(enc["input_ids"].to(device), enc["token_type_ids"].to(device),

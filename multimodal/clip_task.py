@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from language.model import BertModelConfig
 from selfsup.checkpoint import save_weights
 from selfsup.data import step_loader
 from selfsup.io import atomic_write, atomic_write_json
+from selfsup.progress import progress
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
@@ -166,7 +166,7 @@ class ClipTask:
 
     def _steps(self, n: int, desc: str):
         bs = self.cfg.eval.batch_size
-        return tqdm(range(0, n, bs), desc=desc, disable=True if n < 20 * bs else None, mininterval=1.0)
+        return progress(range(0, n, bs), desc=desc, min_total=20)
 
     def embed_images(self, model: CLIP, images, idx: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings (n, E) of ``images.take(idx)`` (any set with the image-data contract), each brought

@@ -18,6 +18,7 @@ from selfsup.encoders.hub import fetching
 from selfsup.errors import ConfigError
 from selfsup.io import atomic_write
 from selfsup.optim import default_param_groups
+from selfsup.progress import progress
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 from selfsup.task import BatchPlan
@@ -169,11 +170,11 @@ class CaptionTask:
 
     # ------------------------------------------------------------------------------ evaluation
 
-    def decode(self, model, images: torch.Tensor, batch_size: int = 128) -> list[str]:
+    def decode(self, model, images: torch.Tensor, batch_size: int = 128, desc: str = "decode captions") -> list[str]:
         device = next(model.parameters()).device
         ev, out = self.cfg.eval, []
         sampling = dict(top_p=ev.top_p, generator=torch.Generator(device).manual_seed(ev.seed)) if ev.top_p > 0 else {}
-        for i in range(0, len(images), batch_size):
+        for i in progress(range(0, len(images), batch_size), desc=desc, min_total=2, leave=False):
             ids = model.generate(images[i:i + batch_size].to(device), max_len=self.cfg.max_len - 1,
                                  num_beams=ev.num_beams, length_penalty=ev.length_penalty, **sampling)
             out += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -186,7 +187,7 @@ class CaptionTask:
         for split, data in self.splits.items():
             idx = sample_indices(len(data), self.cfg.eval.max_images, seed=0)   # a fixed random sample of the split
             n = len(idx)
-            hyps = self.decode(model, data.take(idx))
+            hyps = self.decode(model, data.take(idx), desc=f"decode {n} {split} captions")
             values = self.scorer.score(hyps, [data.refs[i] for i in idx])
             extra = {"n": n, "tokenizer": self.scorer.tokenizer_name, "decoding": decoding,
                      "unavailable": self.scorer.unavailable(), **self.record}

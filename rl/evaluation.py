@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from selfsup.errors import ConfigError
+from selfsup.progress import progress
 
 from .envs import EnvConfig, make_vector_env
 
@@ -27,6 +28,7 @@ def run_episodes(cfg: EnvConfig, policy, episodes: int, seed: int, device: torch
         obs, _ = envs.reset(seed=seed)
         done_eps = [[] for _ in range(n)]
         running, after_done = np.zeros(n), np.zeros(n, bool)
+        bar = progress(total=n * per_env, desc=f"evaluate {episodes} episodes", min_total=16, leave=False)
         while min(len(d) for d in done_eps) < per_env:
             logits, _ = policy(obs=torch.as_tensor(obs, device=device))
             probs = torch.softmax(logits.float(), -1)
@@ -38,7 +40,9 @@ def run_episodes(cfg: EnvConfig, policy, episodes: int, seed: int, device: torch
             for i in np.flatnonzero(done):
                 done_eps[i].append(float(running[i]))
                 running[i] = 0.0
+                bar.update(int(len(done_eps[i]) <= per_env))
             after_done = done
     finally:
+        bar.close()
         envs.close()
     return [r for i in range(per_env) for d in done_eps for r in d[i:i + 1]][:episodes]

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from selfsup.checkpoint import resolve_checkpoint
 from selfsup.config import ConfigError, load_saved, resolve, to_object
 from selfsup.harness import model_from_checkpoint
+from selfsup.progress import progress
 from selfsup.runs import run_state
 from selfsup.task import build_task
 from selfsup.trainer import Trainer
@@ -63,7 +63,7 @@ def collect_frames(env_cfg: EnvConfig, num_frames: int, out: Path, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=seed)
     written = 0
-    with tqdm(total=num_frames, desc="collect frames", mininterval=1.0) as bar:
+    with progress(total=num_frames, desc="collect frames") as bar:
         while written < num_frames:
             for frame in obs[:, -1][: num_frames - written]:
                 Image.fromarray(frame).save(tmp / f"{written:07d}.png")

@@ -1,12 +1,12 @@
 """Judging frozen features: a linear probe (MAE protocol) and a weighted kNN classifier. Shared by
-the vision and language packages. Long probes show a progress bar on a terminal."""
+the vision and language packages. Long probes show a progress bar (selfsup.progress)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from .progress import progress
 from .results import Score
 
 PROGRESS_STEPS = 2000    # linear-probe optimizer steps from which a progress bar shows
@@ -14,8 +14,8 @@ PROGRESS_QUERIES = 20_000  # kNN test features from which a progress bar shows
 
 
 def _bar(total: int, threshold: int, desc: str):
-    """A progress bar over ``total`` units when it is long and stderr is a terminal (tqdm's disable=None)."""
-    return tqdm(total=total, desc=desc, disable=None if total >= threshold else True, mininterval=1.0, leave=False)
+    """A progress bar over ``total`` units when it is long (see selfsup.progress)."""
+    return progress(total=total, desc=desc, min_total=threshold, leave=False)
 
 
 def probe_scores(train: dict[str, torch.Tensor], train_y: torch.Tensor, test: dict[str, torch.Tensor],

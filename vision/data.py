@@ -24,15 +24,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from selfsup.errors import UserError
+from selfsup.progress import progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 MAX_PIXELS = 64_000_000   # default cap on pixels per image (task.data.max_pixels), well under PIL's bomb limit (179 M)
@@ -121,11 +120,6 @@ def bad_images(bad: list[tuple[object, str]], total: int, strict: bool, what: st
     warnings.warn(f"skipped {len(bad)} of {total} corrupt, unreadable or oversized images in {what}: {listing}")
 
 
-def progress(items: Iterable, total: int, desc: str, min_total: int = 2000):
-    """tqdm on long work only, and only where stderr is a terminal (disable=None: tqdm checks)."""
-    return tqdm(items, total=total, desc=desc, disable=True if total < min_total else None, mininterval=1.0)
-
-
 def decode_files(paths: list[Path], size: int, strict: bool, what: str,
                  max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, list[int]]:
     """Decode files into one (n, 3, size, size) uint8 tensor in threads; returns it and the indices that decoded."""
@@ -139,7 +133,8 @@ def decode_files(paths: list[Path], size: int, strict: bool, what: str,
         except BadImage as e:
             return str(e)
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-        for i, arr in enumerate(progress(pool.map(one, paths), len(paths), f"decode {what}")):
+        decoded = progress(pool.map(one, paths), total=len(paths), desc=f"decode {what}", min_total=2000)
+        for i, arr in enumerate(decoded):
             if isinstance(arr, str):
                 bad.append((paths[i], arr))
                 continue
@@ -166,7 +161,7 @@ def folder_files(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
     if not classes:
         raise ImageDataError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
     paths, labels = [], []
-    for c, name in enumerate(progress(classes, len(classes), f"list {root}", min_total=100)):
+    for c, name in enumerate(progress(classes, desc=f"list {root}", min_total=100)):
         files = _image_files(root / name)
         paths += files
         labels += [c] * len(files)

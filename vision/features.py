@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from selfsup.encoders import encoder_device
+from selfsup.progress import progress
 
 from .transforms import eval_view
 
@@ -30,8 +30,7 @@ def extract_features(encoder: nn.Module, images, indices: torch.Tensor | None = 
     was_training = encoder.training
     encoder.eval()
     out: dict[str, list[torch.Tensor]] = {"cls": [], "mean": []}
-    for i in tqdm(range(0, n, batch_size), desc=desc, disable=None if n >= PROGRESS_MIN else True,
-                  mininterval=1.0, leave=False):
+    for i in progress(range(0, n, batch_size), desc=desc, min_total=-(-PROGRESS_MIN // batch_size), leave=False):
         feats = encoder(fetch(i).to(device))
         for k in out:
             out[k].append(feats[k].float().cpu())

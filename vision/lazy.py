@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DECODE_THREADS, MAX_PIXELS, BadImage, ImageDataError, ImageSet, decode_files, decode_image, progress
+from selfsup.progress import progress
+
+from .data import DECODE_THREADS, MAX_PIXELS, BadImage, ImageDataError, ImageSet, decode_files, decode_image
 
 CACHES = ("auto", "memory", "lazy")
 MAX_REPLACEMENTS = 64   # consecutive unreadable images tried before giving up on a neighbourhood
@@ -101,7 +103,8 @@ class LazyImageSet:
         idx = torch.as_tensor(indices).flatten().tolist()
         out = torch.empty(len(idx), 3, self.size, self.size, dtype=torch.uint8)
         with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-            for k, img in enumerate(progress(pool.map(self.image, idx), len(idx), f"decode {self.what}")):
+            decoded = progress(pool.map(self.image, idx), total=len(idx), desc=f"decode {self.what}", min_total=2000)
+            for k, img in enumerate(decoded):
                 out[k] = img
         return out
 

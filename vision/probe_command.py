@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from selfsup.config import resolve, to_object, to_yaml
 from selfsup.distributed import pick_device
@@ -32,6 +31,7 @@ from selfsup.encoders import describe, load_image_encoder
 from selfsup.harness import evaluate
 from selfsup.io import atomic_write_text
 from selfsup.probes import probe_scores
+from selfsup.progress import progress
 from selfsup.results import Score
 from selfsup.subsets import sample_indices
 
@@ -86,8 +86,7 @@ class EncoderProbe:
         size = tuple(encoder.preprocess.input_size)
         out: dict[str, list[torch.Tensor]] = {}
         steps = range(0, len(idx), self.cfg.chunk)
-        for i in tqdm(steps, desc=f"features {what}", unit="chunk", disable=len(idx) <= self.cfg.chunk or None,
-                      mininterval=1.0):
+        for i in progress(steps, desc=f"features {what}", unit="chunk", min_total=2):
             x = images.take(idx[i:i + self.cfg.chunk])
             if tuple(x.shape[-2:]) != size:
                 x = encoder.preprocess.resize(x)

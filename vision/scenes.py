@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from selfsup.errors import ConfigError
+from selfsup.progress import progress as bar
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
@@ -139,6 +139,6 @@ def render_scenes(n: int, size: int, seed: int, max_objects: int = 3, progress: 
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, max_objects, **restrict) for _ in range(n)]
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
-    for i, sc in enumerate(tqdm(scenes, desc=f"render {n} scenes", disable=not progress or n < 2000, mininterval=1.0)):
+    for i, sc in enumerate(bar(scenes, desc=f"render {n} scenes", min_total=2000, enabled=progress)):
         images[i] = torch.from_numpy(render(sc, size)).permute(2, 0, 1)
     return RenderedScenes(images, scenes)

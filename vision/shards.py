@@ -38,8 +38,9 @@ import torch
 from PIL import Image
 
 from selfsup.io import atomic_write_json
+from selfsup.progress import progress
 
-from .data import DECODE_THREADS, MAX_PIXELS, BadImage, ImageDataError, bad_images, folder_files, progress, tree_files
+from .data import DECODE_THREADS, MAX_PIXELS, BadImage, ImageDataError, bad_images, folder_files, tree_files
 from .lazy import LazyImageSet
 
 FORMAT, VERSION = "selfsup-image-shards", 1
@@ -149,7 +150,7 @@ def pack_split(paths: list[Path], labels: list[int] | None, classes: list[str] |
     out.mkdir(parents=True, exist_ok=True)
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
     shards, count, bad = [], 0, []
-    bar = progress(range(len(order)), len(order), f"pack {out}", min_total=500)
+    bar = progress(range(len(order)), desc=f"pack {out}", min_total=500)
 
     def one(i):
         try:
