@@ -1,5 +1,5 @@
 """Captioned images, shared by `caption` and `clip`: the embedded captioned scenes, COCO captions
-(+ Karpathy split) and Flickr30k.
+(+ Karpathy split), Flickr30k, and any captioned image dataset ``datasets`` loads by name (``source=hf``).
 
 Every source gives ``CaptionSet``s per split: an image set and, per image, its list of reference captions.
 Image files are opened as vision.lazy.open_files opens them (``cache``): decoded once into memory when the set fits
@@ -11,6 +11,14 @@ semantics, warned and counted); in memory it is left out with its captions. Capt
     train, evals = load_splits(cfg.data, size)      # CaptionSet, {"test": CaptionSet, "test_heldout": ...}
     karpathy_split(FILE, ROOT, "test", size, cache="lazy")   # the readers take the file options (cache, memory_gb,
                                                               # max_pixels) as keywords
+
+``source=hf``: ``name`` is a Hub id (downloaded only with ``download=true``), a ``save_to_disk`` folder, or a packaged
+builder over files (``parquet``, ``webdataset`` with ``data_files``). Its images are read from the memory-mapped
+Arrow table on access (vision.shards.ArrowImageSet), or decoded into memory when they fit ``memory_gb``. The caption
+column holds one caption (a string) or several (a list of strings) per image. Splits: the dataset's own
+(``train_split``, ``test_split`` or the first of validation/valid/val/test), or the values of a ``split_column``
+(datasets that ship one table with a split field, as Flickr30k's usual Hub copy); with no held-out split, a seeded
+10 % of the training rows is held out.
 """
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ SCENE_SPLITS = ("train", "val", "test", "test_heldout")
 @dataclass
 class CaptionDataConfig:
     source: str = "scenes"        # scenes (embedded) | coco (captions JSON) | karpathy (dataset_*.json)
-                                  # | flickr30k (.token)
+                                  # | flickr30k (.token) | hf (a `datasets` dataset by name; see the module docstring)
     annotations: str = ""         # coco: train captions JSON; karpathy: dataset_coco.json;
                                   # flickr30k: results_20130124.token
     image_root: str = ""          # folder the annotation's file names are relative to
@@ -49,6 +57,14 @@ class CaptionDataConfig:
                                   # workers) | auto (memory when N*3*S*S bytes fit memory_gb)
     memory_gb: float = 4.0        # auto: the largest decoded set kept in memory, per process
     max_pixels: int = MAX_PIXELS  # an image with more pixels is skipped (an error with strict), never decoded
+    name: str = ""                # hf: Hub id, save_to_disk folder, or builder name (parquet, webdataset, ...)
+    data_files: str = ""          # hf with a builder name: its files (e.g. /data/caps/*.parquet)
+    download: bool = False        # hf: fetch from the Hub when not in the local datasets cache
+    train_split: str = "train"    # hf: the training split (or split_column value)
+    test_split: str = ""          # hf: the evaluated split ("": validation/valid/val/test, whichever it has)
+    split_column: str = ""        # hf: a column naming each row's split, for datasets shipped as one table
+    image_column: str = ""        # hf: "" = the first Image column
+    caption_column: str = ""      # hf: "" = the first of caption/captions/sentences/text
 
 
 @dataclass
@@ -186,6 +202,8 @@ def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str
     if cfg.source == "scenes":
         return (scene_split("train", cfg.num_train, size, cfg.seed),
                 {s: scene_split(s, cfg.num_eval, size, cfg.seed) for s in ("test", "test_heldout")})
+    if cfg.source == "hf":
+        return hf_caption_splits(cfg, size)
     if not cfg.annotations:
         raise ValueError(f"task.data.source={cfg.source} needs task.data.annotations (and image_root)")
     files = dict(cache=cfg.cache, memory_gb=cfg.memory_gb, max_pixels=cfg.max_pixels)
@@ -201,7 +219,87 @@ def load_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str
         return (coco_captions(cfg.annotations, cfg.image_root, size, cfg.strict, **files),
                 {"val": coco_captions(cfg.val_annotations, cfg.val_image_root or cfg.image_root, size, cfg.strict,
                                       **files)})
-    raise ValueError(f"unknown task.data.source '{cfg.source}'; choose scenes, coco, karpathy or flickr30k")
+    raise ValueError(f"unknown task.data.source '{cfg.source}'; choose scenes, coco, karpathy, flickr30k or hf")
+
+
+CAPTION_COLUMNS = ("caption", "captions", "sentences", "text")
+HELD_OUT_FRACTION = 0.1     # hf without a held-out split: this seeded share of the training rows is evaluated on
+
+
+def hf_caption_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str, CaptionSet]]:
+    """The training set and the evaluated split of a captioned ``datasets`` dataset (see the module docstring)."""
+    import datasets
+
+    from selfsup.hub import hub_dataset
+    from vision.hub import hf_splits
+    if not cfg.name:
+        raise ImageDataError("task.data.source=hf needs task.data.name (a Hub id, a save_to_disk folder or a builder "
+                             "such as parquet with task.data.data_files)")
+    if cfg.split_column:
+        kwargs = {"data_files": cfg.data_files} if cfg.data_files else {}
+        table = hub_dataset(cfg.name, None, download=cfg.download, **kwargs)
+        if isinstance(table, datasets.DatasetDict):
+            table = datasets.concatenate_datasets(list(table.values()))
+        if cfg.split_column not in table.features:
+            raise ImageDataError(f"dataset '{cfg.name}' has no column '{cfg.split_column}' (task.data.split_column); "
+                                 f"it has {', '.join(table.features)}")
+        values = np.asarray([str(v) for v in table[cfg.split_column]])
+        test_split = cfg.test_split or next((s for s in ("test", "val", "validation") if (values == s).any()), "")
+        pick = {s: np.flatnonzero(values == s) for s in (cfg.train_split, test_split) if s}
+        empty = [s for s, rows in pick.items() if not len(rows)]
+        if empty or not test_split:
+            raise ImageDataError(f"dataset '{cfg.name}': no rows with {cfg.split_column}={(empty or ['test'])[0]}; "
+                                 f"it has {', '.join(sorted(set(values.tolist()))[:10])} (task.data.train_split / "
+                                 "test_split)")
+        train_t, test_t = table.select(pick[cfg.train_split]), table.select(pick[test_split])
+    else:
+        train_t, test_t, test_split = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download,
+                                                cfg.data_files)
+        test_split = test_split or "test"
+        if test_t is None:
+            order = np.random.default_rng(cfg.seed).permutation(len(train_t))
+            n_test = max(1, int(len(train_t) * HELD_OUT_FRACTION))
+            train_t, test_t = train_t.select(np.sort(order[n_test:])), train_t.select(np.sort(order[:n_test]))
+    image_col, caption_col = caption_columns(train_t, cfg)
+    return (hf_caption_set(train_t, image_col, caption_col, cfg, f"{cfg.name}[{cfg.train_split}]", size),
+            {test_split: hf_caption_set(test_t, image_col, caption_col, cfg, f"{cfg.name}[{test_split}]", size)})
+
+
+def caption_columns(table, cfg: CaptionDataConfig) -> tuple[str, str]:
+    """The image column (``image_column``, else the first Image feature) and the caption column."""
+    import datasets
+    features = table.features
+    image_col = cfg.image_column or next((c for c, f in features.items() if isinstance(f, datasets.Image)), "")
+    caption_col = cfg.caption_column or next((c for c in CAPTION_COLUMNS if c in features), "")
+    for col, kind in ((image_col, "image"), (caption_col, "caption")):
+        if not col or col not in features:
+            what = f"column '{col}'" if col else f"{kind} column"
+            raise ImageDataError(f"dataset '{cfg.name}' has no {what} (task.data.{kind}_column); it has "
+                                 f"{', '.join(features)}")
+    return image_col, caption_col
+
+
+def hf_caption_set(table, image_col: str, caption_col: str, cfg: CaptionDataConfig, what: str,
+                   size: int) -> CaptionSet:
+    """One split: the rows with at least one non-empty caption (the others left out, counted)."""
+    from vision.lazy import cached
+    from vision.shards import ArrowImageSet
+    refs = []
+    for cell in table[caption_col]:
+        caps = [cell] if isinstance(cell, str) else cell if isinstance(cell, list) else None
+        if caps is None or not all(isinstance(c, str) for c in caps):
+            raise ImageDataError(f"{what}: column '{caption_col}' holds {type(cell).__name__} values; captions must "
+                                 "be a string or a list of strings per image (task.data.caption_column)")
+        refs.append([c.strip() for c in caps if c.strip()])
+    keep = [i for i, r in enumerate(refs) if r]
+    if len(keep) < len(refs):
+        warnings.warn(f"{what}: skipped {len(refs) - len(keep)} images with no non-empty caption")
+        table = table.select(keep)
+    if not keep:
+        raise ImageDataError(f"{what}: no captioned images")
+    images = cached(ArrowImageSet(table, image_col, None, [], size, what, cfg.strict, cfg.max_pixels), cfg.cache,
+                    cfg.memory_gb)
+    return CaptionSet(images, [refs[i] for i in keep], [f"{what}-{i}" for i in keep])
 
 
 def caption_example(data: CaptionSet, tokenize, index: int, g: torch.Generator,

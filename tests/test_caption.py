@@ -123,6 +123,63 @@ def test_caption_sets_need_not_fit_in_memory(tmp_path, monkeypatch):
     assert {r.metric for r in out["results"]} >= {"image_retrieval_recall@1"}
 
 
+def test_captioned_datasets_by_name_in_their_own_formats(tmp_path, monkeypatch):
+    """`datasets` tables as users have them: a save_to_disk DatasetDict with a list-of-captions column, and one
+    parquet table with a split column and a caption string per row; a Hub id offline says how to fetch it."""
+    import datasets
+
+    from selfsup.hub import DatasetUnavailable
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+
+    def rows(n, start=0):
+        return {"image": [Image.new("RGB", (30, 20), colours[(start + i) % 3]) for i in range(n)],
+                "sentences": [[f"picture {start + i}", f"shape {start + i}"] if i != 2 else [" "] for i in range(n)]}
+    features = datasets.Features({"image": datasets.Image(), "sentences": datasets.Sequence(datasets.Value("string"))})
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows(10), features=features),
+                          "validation": datasets.Dataset.from_dict(rows(4, 10), features=features)}
+                         ).save_to_disk(str(tmp_path / "saved"))
+    with pytest.warns(UserWarning, match="skipped 1 images with no non-empty caption"):
+        train_set, evals = D.load_splits(D.CaptionDataConfig(source="hf", name=str(tmp_path / "saved")), 8)
+    assert len(train_set) == 9 and list(evals) == ["validation"] and len(evals["validation"]) == 3
+    assert train_set.refs[2] == ["picture 3", "shape 3"]                         # the empty-caption row is gone
+    assert train_set.take(torch.tensor([0, 2])).shape == (2, 3, 8, 8)
+    assert train_set.image(1)[1].float().mean() > train_set.image(1)[0].float().mean()     # row 1 is green
+
+    flat = datasets.Dataset.from_dict({"image": rows(12)["image"], "caption": [f"a thing {i}" for i in range(12)],
+                                       "split": ["train"] * 8 + ["test"] * 4},
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "caption": datasets.Value("string"),
+                                                                  "split": datasets.Value("string")}))
+    flat.to_parquet(str(tmp_path / "flat.parquet"))
+    cfg = D.CaptionDataConfig(source="hf", name="parquet", data_files=str(tmp_path / "flat.parquet"),
+                              split_column="split")
+    train_set, evals = D.load_splits(cfg, 8)
+    assert len(train_set) == 8 and evals["test"].refs == [["a thing 8"], ["a thing 9"], ["a thing 10"], ["a thing 11"]]
+    no_split = dataclasses.replace(cfg, split_column="")                       # one table: a seeded 10 % held out
+    tr, ev = D.load_splits(no_split, 8)
+    assert len(tr) + len(ev["test"]) == 12 and len(ev["test"]) == 1
+    assert not set(r[0] for r in tr.refs) & set(r[0] for r in ev["test"].refs)
+    with pytest.raises(ImageDataError, match="has no column 'alt' .task.data.caption_column.; it has image, caption"):
+        D.load_splits(dataclasses.replace(cfg, caption_column="alt"), 8)
+    with pytest.raises(ImageDataError, match="no rows with split=val"):
+        D.load_splits(dataclasses.replace(cfg, test_split="val"), 8)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(DatasetUnavailable, match="task.data.download=true"):
+        D.load_splits(D.CaptionDataConfig(source="hf", name="someone/no-such-captions"), 8)
+
+    from multimodal.clip_task import ClipTask
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    out = train(ClipTask, tmp_path / "clip", [
+        "task.data.source=hf", f"task.data.name={tmp_path / 'saved'}", "task.vocab_size=40",
+        "task.vision_model.img_size=8", "task.vision_model.patch_size=4", "task.vision_model.embed_dim=16",
+        "task.vision_model.depth=1", "task.vision_model.num_heads=2", "task.text_model.hidden_size=16",
+        "task.text_model.num_layers=1", "task.text_model.num_heads=2", "task.text_model.intermediate_size=32",
+        "task.embed_dim=8", "trainer.max_steps=2", "trainer.batch_size=4"])
+    recall = next(r for r in out["results"] if r.metric == "image_retrieval_recall@1")
+    assert recall.split == "validation" and recall.dataset == "hf-captions"
+
+
 def test_metrics_perfect_and_frozen_cider():
     train_refs = [["a red circle on grey", "one shape"], ["a blue square", "two shapes on black"]] * 5
     scorer = CaptionScorer(train_refs, use_ptb=False)

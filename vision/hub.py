@@ -51,15 +51,15 @@ TEST_SPLITS = ("validation", "valid", "val", "test")
 
 
 def hf_splits(name: str, train_split: str, test_split: str, download: bool, data_files: str = ""):
-    """(train table, test table or None) of a ``datasets`` image dataset; test: ``test_split``, else the first of
-    validation/valid/val/test it has, else None (the caller splits train)."""
+    """(train table, test table or None, the test split's name or "") of a ``datasets`` dataset; test:
+    ``test_split``, else the first of validation/valid/val/test it has, else None (the caller splits train)."""
     import datasets
     kwargs = {"data_files": data_files} if data_files else {}
     tables = hub_dataset(name, None, download=download, **kwargs)
     if isinstance(tables, datasets.Dataset):
         if test_split:
             raise ImageDataError(f"task.data.test_split={test_split}: dataset '{name}' has a single split")
-        return tables, None
+        return tables, None, ""
     if not isinstance(tables, datasets.DatasetDict):
         raise ImageDataError(f"dataset '{name}' loaded as a {type(tables).__name__}; expected a map-style dataset")
     if train_split not in tables:
@@ -69,7 +69,7 @@ def hf_splits(name: str, train_split: str, test_split: str, download: bool, data
         raise DatasetUnavailable(f"dataset '{name}' has no split '{test_split}' (task.data.test_split); "
                                  f"it has {', '.join(tables)}")
     test = test_split or next((s for s in TEST_SPLITS if s in tables and s != train_split), None)
-    return tables[train_split], (tables[test] if test else None)
+    return tables[train_split], (tables[test] if test else None), test or ""
 
 
 def image_columns(table, name: str, image_column: str, label_column: str) -> tuple[str, str | None]:

@@ -116,7 +116,7 @@ def _shards(cfg: ImageDataConfig, size: int):
 def _hf(cfg: ImageDataConfig, size: int):
     from .hub import class_labels, hf_splits, image_columns
     from .shards import ArrowImageSet
-    train_t, test_t = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download, cfg.data_files)
+    train_t, test_t, _ = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download, cfg.data_files)
     image_col, label_col = image_columns(train_t, cfg.name, cfg.image_column, cfg.label_column)
     classes = None
     sets = []
