@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import CheckpointError
-from .io import fsync_dir
+from .io import atomic_write, fsync_dir
 from .rng import rng_state, set_rng_state  # noqa: F401  (re-exported: older imports read them from here)
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -44,7 +44,8 @@ __all__ = ["CheckpointError", "check_fits", "clean_stale", "latest_checkpoint", 
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors refuses shared tensors; store each tied tensor once and record its aliases."""
+    """safetensors refuses shared tensors; store each tied tensor once and record its aliases. Written atomically,
+    mode 0644."""
     tensors, aliases, seen = {}, {}, {}
     for name, t in state.items():
         t = t.detach()
@@ -54,7 +55,7 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
             continue
         seen[ident] = name
         tensors[name] = t.to("cpu").contiguous().clone()
-    save_file(tensors, str(path), metadata={"aliases": json.dumps(aliases)})
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"aliases": json.dumps(aliases)}))
 
 
 def load_weights(path: str | Path, expected: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -245,11 +246,13 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict, state: dict,
         for f in sorted(tmp.iterdir()):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(f, 0o644)                 # shared like any checkpoint, whatever the umask
             files[f.name] = sha256_file(f)
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "saved_at": time.time(), "files": files},
                                                   indent=2))
         with open(tmp / "meta.json", "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp / "meta.json", 0o644)
         fsync_dir(tmp)
         if final.exists():  # re-saving a step (e.g. SIGTERM right after a periodic save): swap, then drop the old
             old = root / f".{final.name}.old-{os.getpid()}"

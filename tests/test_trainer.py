@@ -10,7 +10,7 @@ from selfsup.checkpoint import latest_checkpoint, load_weights
 from selfsup.example import ExampleTask
 from selfsup.trainer import NonFiniteError
 
-from conftest import train
+from conftest import make_cfg, train
 
 # dropout + jitter + accumulation: every RNG and the data position must be restored for equality
 RESUME_SETUP = ["task.dropout=0.2", "task.jitter=0.3", "trainer.max_steps=12", "trainer.batch_size=32",
@@ -145,6 +145,27 @@ def test_train_writes_run_directory_and_results(tmp_path):
     assert results[0]["metric"] == "accuracy" and results[0]["value"] > 0.5   # 4 classes: chance is 0.25
     assert results[0]["step"] == 150 and results[0]["seed"] == 0 and len(results[0]["config_hash"]) == 12
     assert summary["results"][0].value == results[0]["value"]
+
+
+def test_run_files_are_world_readable_whatever_the_umask(tmp_path):
+    """Run files (config, metrics, status, results, every checkpoint file, exports) are 0644 like any checkpoint a
+    lab shares, even under a private umask; folders follow the umask."""
+    import os
+
+    from selfsup.config import to_object
+    old = os.umask(0o077)
+    try:
+        train(ExampleTask, tmp_path / "run", ["trainer.max_steps=2", "trainer.checkpoint_every=1",
+                                             "trainer.tensorboard=false"])
+        task = ExampleTask(to_object(make_cfg(ExampleTask, [])).task)
+        task.export(task.build_model(), tmp_path / "export")
+    finally:
+        os.umask(old)
+    files = [f for f in [*(tmp_path / "run").rglob("*"), *(tmp_path / "export").rglob("*")] if f.is_file()]
+    names = {f.name for f in files}
+    assert {"config.yaml", "metrics.jsonl", "status.json", "results.json", "model.safetensors", "state.pt",
+            "meta.json", "config.json"} <= names
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files if f.stat().st_mode & 0o777 != 0o644} == {}
 
 
 def test_resume_skips_a_torn_log_line_and_cuts_the_log_atomically(tmp_path, monkeypatch):
