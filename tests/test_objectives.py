@@ -12,6 +12,7 @@ from language.objectives import OBJECTIVES
 from language.objectives.electra import ElectraPretrainer, ElectraSettings, gumbel_sample, hf_configs
 from language.task import BertTask
 from selfsup.config import to_object
+from selfsup.encoders import load_text_encoder
 from selfsup.metrics import count_training_flops
 from selfsup.task import BatchPlan
 
@@ -122,6 +123,9 @@ def test_exact_resume_and_export_round_trip(objective, corpus_file, tmp_path, mo
         ours = model.encode(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])["cls"]
         theirs = auto(**enc).last_hidden_state[:, 0]
     torch.testing.assert_close(theirs, ours)
+    spec = load_text_encoder(str(out)).eval()               # a text encoder spec: clip's text_init, probes
+    with torch.no_grad():
+        torch.testing.assert_close(spec(enc["input_ids"], enc["attention_mask"])["cls"], ours)
     # every objective's export finetunes on GLUE from its own weights (data2vec's has no pooler: a fresh one)
     (tmp_path / "sst").mkdir()
     for split in ("train", "dev"):

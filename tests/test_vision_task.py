@@ -287,3 +287,27 @@ def test_held_out_sample_and_figure_cover_every_class_of_a_sorted_folder(tmp_pat
     (n, idx, labels), (n_fig, fig_idx, _) = taken[0], taken[1]
     assert n == 40 and len(idx) == 10 and set(labels[idx].tolist()) == set(range(5))   # the first 10 are 2 classes
     assert n_fig == 10 and len(fig_idx) == 5 and shown == [5]                      # the figure: 5 of that sample
+
+
+@pytest.mark.parametrize("method", ["simmim", "data2vec"])
+def test_each_method_is_an_init_for_finetune_captioning_and_ppo(method, tmp_path, monkeypatch):
+    """MAE runs are used as inits throughout the suite's tests; SimMIM's (mask token in the encoder) and data2vec's
+    (an EMA teacher beside the student) load the same way, with the student's weights."""
+    from multimodal.task import CaptionTask
+    from rl.policy import EncoderConfig, build_policy
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    cls, extra = METHODS[method]
+    run = tmp_path / "run"
+    train(cls, run, VIT + DATA + extra + ["trainer.batch_size=32", "trainer.max_steps=2", "trainer.eval_at_end=false"])
+    want = ViTEncoder.from_checkpoint(run).vit.state_dict()
+    ft = make_task(FinetuneTask, ["task.data.num_train=64", "task.data.num_test=32", f"task.init={run}"]).build_model()
+    cap = make_task(CaptionTask, [f"task.vision_init={run}", "task.data.num_train=16", "task.data.num_eval=4",
+                                  "task.text_model.hidden_size=32", "task.text_model.num_layers=1",
+                                  "task.text_model.num_heads=2", "task.text_model.intermediate_size=64",
+                                  "task.vocab_size=120"]).build_model()
+    policy = build_policy(EncoderConfig(kind="vit", init=str(run)), (1, 16, 16, 3), 3)
+    for name, got in (("vit-finetune", ft.encoder.vit), ("caption", cap.encoder.vit),
+                      ("ppo", policy.backbone.encoder.vit)):
+        state = got.state_dict()
+        assert state.keys() == want.keys(), name
+        assert all(torch.equal(state[k], v) for k, v in want.items()), name
