@@ -91,6 +91,8 @@ def test_method_trains_resumes_exactly_and_exports_to_timm(method, tmp_path):
     assert data_cfg["input_size"] == (3, 16, 16)                      # what the encoder was trained with
     assert data_cfg["mean"] == pytest.approx(enc.preprocess.mean)
     assert data_cfg["std"] == pytest.approx(enc.preprocess.std)
+    assert (data_cfg["interpolation"], data_cfg["crop_pct"], data_cfg["crop_mode"]) == \
+        (enc.preprocess.interpolation, pytest.approx(enc.preprocess.crop_pct), "center")   # timm's names, our eval view
     transform = timm.data.create_transform(**data_cfg)                # timm's own eval pipeline, from the export
     assert any("Normalize" in type(t).__name__ for t in transform.transforms)
     with torch.no_grad():
