@@ -390,3 +390,20 @@ def test_page_renders_offline_and_sorts_in_chromium(tmp_path):
     assert rows("?sort=3&desc=1") == ["random", "MAE", "timm", "cnn"]   # by "down", best first; cnn has none
     assert rows("?sort=3&desc=0") == ["timm", "MAE", "random", "cnn"]
     assert rows("?sort=0&desc=0") == ["cnn", "MAE", "random", "timm"]          # text: locale order
+    # looked at as a user would: a screenshot that is not blank, and every plot an image that decodes, inline
+    shot = tmp_path / "page.png"
+    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--hide-scrollbars", "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and shot.is_file(), out.stderr[-2000:]
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    grey = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert grey.shape == (1600, 1200) and grey.std() > 10 and (grey < 128).mean() > 0.005      # text and plots drawn
+    html = page.read_text()
+    plots = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
+    assert plots and all(Image.open(io.BytesIO(base64.b64decode(b))).size[0] > 100 for b in plots)
+    assert not re.search(r'(src|href)="(https?:)?//', html)                       # nothing fetched from the net
