@@ -407,3 +407,21 @@ def test_page_renders_offline_and_sorts_in_chromium(tmp_path):
     plots = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
     assert plots and all(Image.open(io.BytesIO(base64.b64decode(b))).size[0] > 100 for b in plots)
     assert not re.search(r'(src|href)="(https?:)?//', html)                       # nothing fetched from the net
+
+
+def test_headline_plot_one_axis_per_metric_only_the_arms_present_and_the_baseline(tmp_path, monkeypatch):
+    import benchmarks.plots as plots
+    from benchmarks.plots import plot_headline
+    figs = []
+    monkeypatch.setattr(plots, "atomic_save_figure", lambda fig, path: figs.append(fig) or path)
+    _, board = _board(tmp_path, {("mae", "probe"): [0.8, 0.9], ("rand", "probe"): [0.1, 0.2],
+                                 ("mae", "down"): [5.0, 6.0], ("timm", "down"): [1.0, 2.0]})
+    plot_headline(board, tmp_path / "h.png")
+    axes = [ax for ax in figs[0].axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["probe ↑", "down ↑"]                # one axis per metric, own scale
+    labels = [[t.get_text() for t in ax.get_yticklabels()] for ax in axes]
+    assert labels == [["MAE (n=2)", "random (n=2)"], ["MAE (n=2)", "timm (n=2)"]]
+    assert axes[0].get_xlim()[1] < 2 and axes[1].get_xlim()[1] > 6            # accuracies not on the scores' axis
+    dashed = [ln.get_xdata()[0] for ln in axes[0].get_lines() if ln.get_linestyle() == "--"]
+    assert dashed == [pytest.approx(0.15)]                                      # the baseline's mean, dashed
+    assert not [ln for ln in axes[1].get_lines() if ln.get_linestyle() == "--"]   # no baseline ran there
