@@ -164,7 +164,7 @@ def child_env() -> dict[str, str]:
     """The job's environment: ours, and progress bars on when our stderr is a terminal (the job's stderr is a pipe
     that _Tee copies to it, so the job cannot see the terminal itself); SELFSUP_PROGRESS set by the user wins."""
     env = dict(os.environ)
-    env.setdefault(progress.ENV, "1" if progress.shown() else "0")
+    env.setdefault(progress.ENV, "terminal" if progress.on_terminal() else "0")
     return env
 
 

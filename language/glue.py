@@ -123,7 +123,11 @@ def classifier_spec(init: str) -> EncoderSpec:
         if not (path / "config.json").is_file():
             raise TokenizerError(f"task.init={init}: no transformers folder there (config.json and a tokenizer); "
                                  "give an export folder, hf:DIR or hf:HUB_ID")
-        return EncoderSpec("hf", spec.name, text=spec.text)
+        spec = EncoderSpec("hf", spec.name, text=spec.text)
+    if spec.library == "hf" and Path(spec.name).is_dir() and not any(
+            (Path(spec.name) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+        raise TokenizerError(f"task.init={init}: {spec.name} has no tokenizer (tokenizer.json, tokenizer_config.json "
+                             "or vocab.txt); save the tokenizer beside the model (tokenizer.save_pretrained)")
     if spec.library != "hf":
         raise TokenizerError(f"task.init={init} is a {spec.library} encoder; glue finetunes transformers models "
                              "(AutoModelForSequenceClassification): give an export folder, hf:DIR or hf:HUB_ID")
@@ -162,14 +166,16 @@ class GlueTask:
             config = AutoConfig.from_pretrained(name, num_labels=self.num_labels)
             if not self.cfg.pretrained:
                 return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+            # a classifier finetuned for another label count (MNLI's 3 -> SST-2's 2) gets a fresh head, as it should
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                name, config=config, dtype=torch.float32, attn_implementation="sdpa", output_loading_info=True)
+                name, config=config, dtype=torch.float32, attn_implementation="sdpa", output_loading_info=True,
+                ignore_mismatched_sizes=True)
         prefix = f"{model.base_model_prefix}."
         lost = sorted(k for k in info.get("missing_keys", ()) if k.startswith(prefix) and ".pooler." not in k)
-        if lost or info.get("mismatched_keys"):
-            shown = ", ".join(lost[:4]) or "shapes differ"
-            raise TokenizerError(f"task.init={self.cfg.init} lacks weights of its own encoder ({shown}): a truncated "
-                                 "or foreign checkpoint; re-export or re-download it")
+        lost += sorted(f"{m[0]} (shape)" for m in info.get("mismatched_keys", ()) if str(m[0]).startswith(prefix))
+        if lost:
+            raise TokenizerError(f"task.init={self.cfg.init} lacks weights of its own encoder ({', '.join(lost[:4])}):"
+                                 " a truncated or foreign checkpoint; re-export or re-download it")
         return model
 
     def _encode(self, texts: list[tuple[str, ...]], padding="longest") -> dict[str, torch.Tensor]:

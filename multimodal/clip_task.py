@@ -115,7 +115,7 @@ class ClipTask:
         self.train, self.splits = D.load_splits(cfg.data, self.size)
         self.text = TextTowerSource(cfg.text_init, cfg.text_pretrained, cfg.text_model,
                                     [r for refs in self.train.refs for r in refs], cfg.vocab_size, cfg.max_len)
-        self.dataset = f"{cfg.data.source}-captions"
+        self.dataset = D.dataset_name(cfg.data)
         self.record = {"image_tower": self.vision.describe(), "text_tower": self.text.describe()}
 
     # ------------------------------------------------------------------------------ model

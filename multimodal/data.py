@@ -226,12 +226,19 @@ CAPTION_COLUMNS = ("caption", "captions", "sentences", "text")
 HELD_OUT_FRACTION = 0.1     # hf without a held-out split: this seeded share of the training rows is evaluated on
 
 
+def dataset_name(cfg: CaptionDataConfig) -> str:
+    """The name scores carry: the source, or for ``hf`` the dataset itself (and its files, for a builder)."""
+    if cfg.source != "hf":
+        return f"{cfg.source}-captions"
+    return f"{cfg.name}{':' + cfg.data_files if cfg.data_files else ''}-captions"
+
+
 def hf_caption_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, dict[str, CaptionSet]]:
     """The training set and the evaluated split of a captioned ``datasets`` dataset (see the module docstring)."""
     import datasets
 
     from selfsup.hub import hub_dataset
-    from vision.hub import hf_splits
+    from vision.hub import TEST_SPLITS, hf_splits
     if not cfg.name:
         raise ImageDataError("task.data.source=hf needs task.data.name (a Hub id, a save_to_disk folder or a builder "
                              "such as parquet with task.data.data_files)")
@@ -244,13 +251,18 @@ def hf_caption_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, di
             raise ImageDataError(f"dataset '{cfg.name}' has no column '{cfg.split_column}' (task.data.split_column); "
                                  f"it has {', '.join(table.features)}")
         values = np.asarray([str(v) for v in table[cfg.split_column]])
-        test_split = cfg.test_split or next((s for s in ("test", "val", "validation") if (values == s).any()), "")
-        pick = {s: np.flatnonzero(values == s) for s in (cfg.train_split, test_split) if s}
+        test_split = cfg.test_split or next((s for s in TEST_SPLITS if (values == s).any()), "")
+        have = ", ".join(sorted(set(values.tolist()))[:10])
+        if not test_split:
+            raise ImageDataError(f"dataset '{cfg.name}': no held-out rows ({cfg.split_column} is none of "
+                                 f"{', '.join(TEST_SPLITS)}; it has {have}): set task.data.test_split")
+        if test_split == cfg.train_split:
+            raise ImageDataError(f"task.data.test_split={test_split} is the training split too; choose another")
+        pick = {s: np.flatnonzero(values == s) for s in (cfg.train_split, test_split)}
         empty = [s for s, rows in pick.items() if not len(rows)]
-        if empty or not test_split:
-            raise ImageDataError(f"dataset '{cfg.name}': no rows with {cfg.split_column}={(empty or ['test'])[0]}; "
-                                 f"it has {', '.join(sorted(set(values.tolist()))[:10])} (task.data.train_split / "
-                                 "test_split)")
+        if empty:
+            raise ImageDataError(f"dataset '{cfg.name}': no rows with {cfg.split_column}={empty[0]}; it has {have} "
+                                 "(task.data.train_split / test_split)")
         train_t, test_t = table.select(pick[cfg.train_split]), table.select(pick[test_split])
     else:
         train_t, test_t, test_split = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download,
@@ -284,13 +296,7 @@ def hf_caption_set(table, image_col: str, caption_col: str, cfg: CaptionDataConf
     """One split: the rows with at least one non-empty caption (the others left out, counted)."""
     from vision.lazy import cached
     from vision.shards import ArrowImageSet
-    refs = []
-    for cell in table[caption_col]:
-        caps = [cell] if isinstance(cell, str) else cell if isinstance(cell, list) else None
-        if caps is None or not all(isinstance(c, str) for c in caps):
-            raise ImageDataError(f"{what}: column '{caption_col}' holds {type(cell).__name__} values; captions must "
-                                 "be a string or a list of strings per image (task.data.caption_column)")
-        refs.append([c.strip() for c in caps if c.strip()])
+    refs = [[c.strip() for c in _captions(cell, what, caption_col) if c.strip()] for cell in table[caption_col]]
     keep = [i for i, r in enumerate(refs) if r]
     if len(keep) < len(refs):
         warnings.warn(f"{what}: skipped {len(refs) - len(keep)} images with no non-empty caption")
@@ -300,6 +306,23 @@ def hf_caption_set(table, image_col: str, caption_col: str, cfg: CaptionDataConf
     images = cached(ArrowImageSet(table, image_col, None, [], size, what, cfg.strict, cfg.max_pixels), cfg.cache,
                     cfg.memory_gb)
     return CaptionSet(images, [refs[i] for i in keep], [f"{what}-{i}" for i in keep])
+
+
+def _captions(cell, what: str, column: str) -> list[str]:
+    """A caption cell as a list of strings: a string, a list of strings, or of dicts holding one under raw / caption /
+    text (Karpathy-style sentences); empty (None) cells and entries count as no caption."""
+    out = []
+    for c in cell if isinstance(cell, list) else [cell]:
+        if isinstance(c, dict):
+            c = next((c[k] for k in ("raw", "caption", "text") if isinstance(c.get(k), str)), None)
+        if c is None:
+            continue
+        if not isinstance(c, str):
+            raise ImageDataError(f"{what}: column '{column}' holds {type(c).__name__} captions; a caption cell is a "
+                                 "string, a list of strings, or a list of dicts with raw/caption/text "
+                                 "(task.data.caption_column)")
+        out.append(c)
+    return out
 
 
 def caption_example(data: CaptionSet, tokenize, index: int, g: torch.Generator,

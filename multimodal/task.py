@@ -191,7 +191,7 @@ class CaptionTask:
             values = self.scorer.score(hyps, [data.refs[i] for i in idx])
             extra = {"n": n, "tokenizer": self.scorer.tokenizer_name, "decoding": decoding,
                      "unavailable": self.scorer.unavailable(), **self.record}
-            scores += [Score(f"{self.cfg.data.source}-captions", split, m, v, extra) for m, v in values.items()]
+            scores += [Score(D.dataset_name(self.cfg.data), split, m, v, extra) for m, v in values.items()]
             if split == "test":
                 self._gallery(data, idx, hyps, out_dir / "caption_gallery.png")
         return scores

@@ -24,11 +24,11 @@ def run_episodes(cfg: EnvConfig, policy, episodes: int, seed: int, device: torch
     per_env = math.ceil(episodes / n)
     envs = make_vector_env(replace(cfg, num_envs=n, vector="sync" if cfg.vector == "async" else cfg.vector))
     g = torch.Generator(device).manual_seed(seed)
+    bar = progress(total=n * per_env, desc=f"evaluate {episodes} episodes", min_total=16, leave=False)
     try:
         obs, _ = envs.reset(seed=seed)
         done_eps = [[] for _ in range(n)]
         running, after_done = np.zeros(n), np.zeros(n, bool)
-        bar = progress(total=n * per_env, desc=f"evaluate {episodes} episodes", min_total=16, leave=False)
         while min(len(d) for d in done_eps) < per_env:
             logits, _ = policy(obs=torch.as_tensor(obs, device=device))
             probs = torch.softmax(logits.float(), -1)

@@ -163,6 +163,17 @@ def test_captioned_datasets_by_name_in_their_own_formats(tmp_path, monkeypatch):
         D.load_splits(dataclasses.replace(cfg, caption_column="alt"), 8)
     with pytest.raises(ImageDataError, match="no rows with split=val"):
         D.load_splits(dataclasses.replace(cfg, test_split="val"), 8)
+    with pytest.raises(ImageDataError, match="is the training split too"):
+        D.load_splits(dataclasses.replace(cfg, test_split="train"), 8)
+    sentences = [[{"raw": "one"}, {"raw": "two"}], None, [{"raw": "three"}, {"tokens": ["x"]}]]     # Karpathy-style
+    karpathy = datasets.Dataset.from_dict({"image": rows(3)["image"], "sentences": sentences,
+                                           "split": ["train", "test", "test"]})
+    karpathy.to_parquet(str(tmp_path / "k.parquet"))
+    with pytest.warns(UserWarning, match="skipped 1 images with no non-empty caption"):
+        tr, ev = D.load_splits(dataclasses.replace(cfg, data_files=str(tmp_path / "k.parquet")), 8)
+    assert tr.refs == [["one", "two"]] and ev["test"].refs == [["three"]]          # None and unknown dicts: no caption
+    assert torch.equal(ev["test"].image(0), D.load_splits(dataclasses.replace(
+        cfg, data_files=str(tmp_path / "k.parquet"), caption_column="split"), 8)[1]["test"].image(1))    # aligned
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty"))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "empty"))
     with pytest.raises(DatasetUnavailable, match="task.data.download=true"):
@@ -177,7 +188,7 @@ def test_captioned_datasets_by_name_in_their_own_formats(tmp_path, monkeypatch):
         "task.text_model.num_layers=1", "task.text_model.num_heads=2", "task.text_model.intermediate_size=32",
         "task.embed_dim=8", "trainer.max_steps=2", "trainer.batch_size=4"])
     recall = next(r for r in out["results"] if r.metric == "image_retrieval_recall@1")
-    assert recall.split == "validation" and recall.dataset == "hf-captions"
+    assert recall.split == "validation" and recall.dataset == f"{tmp_path / 'saved'}-captions"
 
 
 def test_metrics_perfect_and_frozen_cider():

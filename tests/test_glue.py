@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 from transformers import BertForPreTraining, ElectraForSequenceClassification
 
 from language.corpus import CorpusError
@@ -135,3 +136,23 @@ def test_a_checkpoint_without_its_encoder_weights_is_refused(glue_dir, bert_dir,
         task.build_model()
     assert type(GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=str(bert_dir))).build_model()
                 ).__name__ == "BertForSequenceClassification"
+
+
+def test_a_classifier_for_another_label_count_gets_a_fresh_head_and_a_folder_needs_its_tokenizer(
+        glue_dir, bert_dir, tmp_path):
+    import shutil
+
+    from transformers import BertForSequenceClassification
+    mnli = tmp_path / "mnli"
+    shutil.copytree(bert_dir, mnli)
+    three = BertForSequenceClassification.from_pretrained(str(bert_dir), num_labels=3)
+    three.save_pretrained(str(mnli))                                   # a 3-label classifier, e.g. from MNLI
+    model = GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=str(mnli))).build_model()
+    assert model.classifier.out_features == 2                         # SST-2's two labels: a fresh head
+    assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, three.bert.encoder.layer[0].output.dense.weight)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(bert_dir / "config.json", bare)
+    shutil.copy(bert_dir / "model.safetensors", bare)
+    with pytest.raises(TokenizerError, match="has no tokenizer"):
+        GlueTask(GlueConfig(data_dir=str(glue_dir / "SST-2"), init=str(bare)))

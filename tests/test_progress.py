@@ -32,10 +32,16 @@ def test_a_long_phase_writes_its_bar_when_asked_and_nothing_otherwise(monkeypatc
 
 def test_leaderboard_jobs_get_bars_when_the_leaderboard_is_on_a_terminal(monkeypatch):
     monkeypatch.delenv(progress.ENV, raising=False)
-    monkeypatch.setattr(progress, "shown", lambda: True)                  # our stderr is a terminal
-    assert runner.child_env()[progress.ENV] == "1"                       # the job's is a pipe: told to show them
-    monkeypatch.setattr(progress, "shown", lambda: False)
+    monkeypatch.setattr(progress, "_tty", lambda: True)                   # our stderr is a terminal
+    env = runner.child_env()
+    assert env[progress.ENV] == "terminal"                               # the job's is a pipe: told where it ends
+    monkeypatch.setattr(progress, "_tty", lambda: False)
+    monkeypatch.setenv(progress.ENV, env[progress.ENV])                  # in the job: bars, redrawn every second
+    assert progress.shown() and progress.progress(range(3), desc="x").mininterval == 1.0
+    monkeypatch.setenv(progress.ENV, "1")                                # asked for in a log: every 30 s
+    assert progress.progress(range(3), desc="x").mininterval == 30.0
+    monkeypatch.delenv(progress.ENV)
     assert runner.child_env()[progress.ENV] == "0"
     monkeypatch.setenv(progress.ENV, "0")
-    monkeypatch.setattr(progress, "shown", lambda: True)
+    monkeypatch.setattr(progress, "_tty", lambda: True)
     assert runner.child_env()[progress.ENV] == "0"                       # the user's choice wins
