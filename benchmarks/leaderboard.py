@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "(default: ../shared/data)")
         sp.add_argument("--specs", nargs="*", action="extend", default=None, metavar="SPEC",
                         help="zoo suite: the encoders to compare (timm:NAME, hf:NAME_OR_DIR, open_clip:ARCH[:TAG], "
-                             "a run or export folder)")
+                             "a run or export folder; text:SPEC for a text encoder, compared on SST-2)")
     for sp in (r, d):
         sp.add_argument("--write", help="also put the tables in this RESULTS.md (with the command and provenance)")
         sp.add_argument("--readme", help="replace the block between the leaderboard markers of this README")

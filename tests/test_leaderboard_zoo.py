@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.board import collect
 from benchmarks.markdown import summary_md
-from benchmarks.matrix import Budget, Suite, Train
+from benchmarks.matrix import Budget, Suite, SuiteError, Train
 from benchmarks.plan import plan
 from benchmarks.runner import run_local
 from benchmarks.suites import make
@@ -86,3 +86,29 @@ def test_specs_as_captioning_towers_and_frozen_policy_encoders(tmp_path, corpus_
     reps = tuple(replace(r, pretrain={"stdlib": bert}) if r.name == "bert" else r for r in suite.representations)
     _, board = _run(Suite("zoo", reps, cols, seeds=1, shared=suite.shared), tmp_path / "runs", scenes=False)
     assert board.cells[(name, "caption")].values and board.cells[(name, "ppo")].values
+
+
+def test_text_specs_finetune_on_sst2_beside_ours_and_bag_of_words(tmp_path):
+    """`--specs text:SPEC`: a transformers text encoder in the SST-2 column (glue from the spec itself), in the same
+    table as our text rows and the bag-of-words baseline; image specs keep the image columns."""
+    data = tmp_path / "data"
+    (data / "glue" / "SST-2").mkdir(parents=True)
+    lines = ["sentence\tlabel"] + [f"a {w} film\t{int(w in ('good', 'great'))}" for w in
+                                   ["good", "bad", "great", "awful"] * 6]
+    for split in ("train", "dev"):
+        (data / "glue" / "SST-2" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    text = f"hf:{tiny.hf_text(tmp_path / 'electra', 'electra')}"
+    image = f"timm:{tiny.timm_folder(tmp_path / 'timm')}"
+    suite = make("zoo", data, (f"text:{text}", image))
+    kinds = {r.spec: r.kind for r in suite.representations if r.spec}
+    assert kinds == {text: "text", image: "image", "pixels": "image"}
+    assert {"electra", "random-bert", "bow"} <= {r.name for r in suite.representations}
+    name = next(r.name for r in suite.representations if r.spec == text)
+    small = Suite("zoo", tuple(r for r in suite.representations if r.spec == text),
+                  tuple(e for e in suite.evaluations if e.name == "sst2"), seeds=1)
+    p, board = _run(small, tmp_path / "runs", scenes=False)
+    job = p.jobs[p.cells[(name, "sst2")][0]]
+    assert f"task.init={text}" in job.argv and job.deps == ()             # the spec itself: nothing to pretrain
+    assert len(board.cells[(name, "sst2")].values) == 1
+    with pytest.raises(SuiteError, match="give --data with glue/SST-2"):
+        make("zoo", None, (f"text:{text}",))
