@@ -125,6 +125,19 @@ def test_suites_sharing_a_folder_never_give_an_id_two_commands(tmp_path, data):
     assert len(standard.cells[("mae", "ppo")]) == 5 and len(standard.cells[("mae", "linear")]) == 3   # RL: 5 seeds
 
 
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_every_suite_lists_each_job_after_what_it_needs(name, tmp_path, data):
+    """The local runner goes down the list: CLIP's pretraining needs our BERT's export, a later phase than its own
+    (run in phase order, clip-scenes-s1 started before bert-stdlib-s1/export existed and failed)."""
+    specs = ("timm:vit_tiny_patch16_224", "text:hf:some/bert") if name == "zoo" else ()
+    p = plan(make(name, data, specs), tmp_path / "runs", seeds=3)
+    position = {job_id: i for i, job_id in enumerate(p.jobs)}
+    late = [(job.id, d) for job in p.jobs.values() for d in job.deps if position[d] > position[job.id]]
+    assert not late, late[:3]
+    seeds = [job.seed for job in p.jobs.values()]
+    assert seeds == sorted(seeds)                          # still seed by seed: a stopped suite has its first seeds
+
+
 def test_union_refuses_one_run_made_two_ways():
     a = Suite("a", (Representation("m", "image", {"d": Train("mae", "tiny", (), Budget(steps=10))}),), ())
     b = Suite("b", (Representation("m", "image", {"d": Train("mae", "tiny", (), Budget(steps=20))}),), ())
