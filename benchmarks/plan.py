@@ -231,25 +231,11 @@ def plan(suite: Suite, out: Path, seeds: int | None = None, extra: tuple[str, ..
                 step: [b.cell(rep, ev, s, step) for s in range(count[(rep.name, ev.name)])]
                 for step in b.along_steps(rep, ev)}
     order = {job_id: (job.seed, PHASES[job.phase], b._order[job_id]) for job_id, job in b.plan.jobs.items()}
-    b.plan.jobs = {k: b.plan.jobs[k] for k in dependencies_first(b.plan.jobs, sorted(b.plan.jobs,
-                                                                                         key=order.__getitem__))}
+    # each job after everything it needs (its closure), else in that order: a pretraining can need an export of
+    # another row's pretraining (CLIP from our BERT export), so phases alone do not order them
+    launch = dict.fromkeys(d for j in sorted(b.plan.jobs, key=order.__getitem__) for d in b.plan.closure(j))
+    b.plan.jobs = {k: b.plan.jobs[k] for k in launch}
     return b.plan
-
-
-def dependencies_first(jobs: dict[str, Job], order: list[str]) -> list[str]:
-    """``order`` with each job moved after everything it needs (and nothing else moved): a pretraining can need an
-    export of another row's pretraining (CLIP from our BERT export), so phases alone do not order them."""
-    placed, out = set(), []
-
-    def place(job_id: str) -> None:
-        if job_id not in placed:
-            placed.add(job_id)
-            for dep in jobs[job_id].deps:
-                place(dep)
-            out.append(job_id)
-    for job_id in order:
-        place(job_id)
-    return out
 
 
 def only_rows(p: Plan, rows: list[str]) -> Plan:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.subsets import sample_indices
 from vision.data import MAX_PIXELS, ImageDataError, ImageSet
 from vision.lazy import CACHES, open_files
 from vision.scenes import ATTRIBUTES, render, sample_scene
@@ -269,9 +270,8 @@ def hf_caption_splits(cfg: CaptionDataConfig, size: int) -> tuple[CaptionSet, di
                                                 cfg.data_files)
         test_split = test_split or "test"
         if test_t is None:
-            order = np.random.default_rng(cfg.seed).permutation(len(train_t))
-            n_test = max(1, int(len(train_t) * HELD_OUT_FRACTION))
-            train_t, test_t = train_t.select(np.sort(order[n_test:])), train_t.select(np.sort(order[:n_test]))
+            held = sample_indices(len(train_t), max(1, int(len(train_t) * HELD_OUT_FRACTION)), cfg.seed).numpy()
+            train_t, test_t = train_t.select(np.setdiff1d(np.arange(len(train_t)), held)), train_t.select(held)
     image_col, caption_col = caption_columns(train_t, cfg)
     return (hf_caption_set(train_t, image_col, caption_col, cfg, f"{cfg.name}[{cfg.train_split}]", size),
             {test_split: hf_caption_set(test_t, image_col, caption_col, cfg, f"{cfg.name}[{test_split}]", size)})
