@@ -8,7 +8,8 @@ Every path delivers what training consumes -- batches of augmented (random resiz
 selfsup.data.step_loader, as the vision tasks call it -- from the same images: decoded into memory once (the
 per-sample work is then the crop alone; the one-off decode is timed separately), decoded lazily from the files with
 0 and N DataLoader workers, and read from packed shards (`selfsup pack-images`, original bytes or shrunk to the
-storage size with --size) with 0 and N workers. Repetitions
+storage size with --size) with 0 and N workers, and streamed from those shards through ``datasets`` streaming
+(``task.data.streaming=true``: a reader thread and decode threads, vision.stream). Repetitions
 alternate between the paths (a, b, c, ..., c, b, a) so machine noise hits all; medians are compared. Each timing
 uses a fresh loader, after its first batch (worker start-up excluded), and shuts it down after, so no other path's
 workers compete for the CPU. A last table times one decode of large JPEGs with and without
@@ -51,12 +52,20 @@ def _view(ds, crop: int, index: int, g: torch.Generator) -> torch.Tensor:
     return pretrain_view(ds.image(index), crop, g)
 
 
-def _batch_seconds(ds, crop: int, batch: int, workers: int, batches: int) -> float:
+def _stream_view(crop: int, image: torch.Tensor, label, g: torch.Generator) -> torch.Tensor:
+    from vision.transforms import pretrain_view
+    return pretrain_view(image, crop, g)
+
+
+def _batch_seconds(ds, crop: int, batch: int, workers: int | None, batches: int) -> float:
     """Seconds per batch of a fresh loader, timed after its first batch (workers started) and closed after, so no
-    other path's workers run (or prefetch) while this one is timed."""
+    other path's workers run (or prefetch) while this one is timed. ``workers`` None: ``ds`` is a stream."""
     plan = BatchPlan(micro_batch_size=batch, grad_accum=1, rank=0, world_size=1, seed=0, start_step=0,
-                     num_workers=workers)
-    it = iter(step_loader(len(ds), partial(_view, ds, crop), plan))
+                     num_workers=workers or 0)
+    if workers is None:
+        it = iter(ds.batches(plan, partial(_stream_view, crop)))
+    else:
+        it = iter(step_loader(len(ds), partial(_view, ds, crop), plan))
     next(it)
     start = time.perf_counter()
     for _ in range(batches):
@@ -69,7 +78,7 @@ def _batch_seconds(ds, crop: int, batch: int, workers: int, batches: int) -> flo
 def measure_decode(data: Path, size: int, crop: int, batch: int, workers: int, batches: int,
                    repeats: int, work: Path) -> dict:
     """Rows of images/s per path, plus the one-off costs (decode into memory, packing) and the draft comparison."""
-    from vision.data import ImageSet, decode_files, decode_image, folder_files
+    from vision.data import DECODE_THREADS, ImageSet, decode_files, decode_image, folder_files
     from vision.lazy import FileImageSet
     from vision.shards import pack_split, shard_set
     paths, labels, classes = folder_files(data)
@@ -85,6 +94,8 @@ def measure_decode(data: Path, size: int, crop: int, batch: int, workers: int, b
             "packed shards": (shard_set(work / "packed", size), [0, workers]),
             f"packed shards shrunk to {size} px (--size)": (shard_set(work / "shrunk", size), [0, workers])}
     runs = [(f"{name}, {w} workers", ds, w) for name, (ds, ws) in sets.items() for w in ws]
+    runs.append((f"streamed from the packed shards (datasets streaming; {DECODE_THREADS} decode threads)",
+                 _packed_stream(work / "packed", size), None))
     times = {name: [] for name, _, _ in runs}
     for r in range(repeats):                        # alternating order, as throughput.interleaved
         for name, ds, w in (runs if r % 2 == 0 else runs[::-1]):
@@ -101,6 +112,14 @@ def measure_decode(data: Path, size: int, crop: int, batch: int, workers: int, b
     return {"rows": rows, "decode_all": decode_all, "pack": pack_rate, "n": len(paths), "draft": draft_rows}
 
 
+def _packed_stream(root: Path, size: int):
+    """The packed shards read as a stream (``task.data.source=hf name=arrow ... streaming=true``)."""
+    from vision import sources
+    cfg = sources.ImageDataConfig(source="hf", name="arrow", data_files=str(root / "shard-*" / "*.arrow"),
+                                  streaming=True, store_size=size, shuffle_buffer=1000)
+    return sources.load(cfg, size)[0].stream
+
+
 def render(m: dict, header: list[str], size: int, workers: int) -> list[str]:
     base = m["rows"][0]["images_per_s"]
     lines = header + ["| path | images/s | batch (ms) | ÷ in memory |", "|---|---|---|---|"]
@@ -109,7 +128,8 @@ def render(m: dict, header: list[str], size: int, workers: int) -> list[str]:
                      f"{100 * r['spread']:.0f}% | {r['images_per_s'] / base:.2f}× |")
     lines += ["", f"One-off costs for the {m['n']} images: decoding all into memory (threads) "
               f"{m['decode_all']:,.0f} images/s; packing into shards (`selfsup pack-images`, verified by a full "
-              f"decode) {m['pack']:,.0f} images/s. DataLoader workers: 0 (the training process) or {workers}.", "",
+              f"decode) {m['pack']:,.0f} images/s. DataLoader workers: 0 (the training process) or {workers}; "
+              "the stream decodes in threads of the training process.", "",
               f"| 2048x1536 JPEG -> stored at {size} px | images/s | ÷ full decode |", "|---|---|---|"]
     full = m["draft"][0]["images_per_s"]
     lines += [f"| {r['name']} | {r['images_per_s']:,.1f} | {r['images_per_s'] / full:.2f}× |" for r in m["draft"]]

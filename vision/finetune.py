@@ -12,15 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.config import ConfigError
-from selfsup.data import step_loader
 from selfsup.encoders import ImageEncoder
 from selfsup.results import Score
 from selfsup.task import BatchPlan
 
 from .encoder_spec import ImageEncoderSource
 from .legacy import migrate_model_to_vit
-from .mim import LazyImageData, dataset_name
-from .sources import ImageDataConfig
+from .mim import LazyImageData
+from .sources import ImageDataConfig, dataset_name
 from .transforms import pretrain_view
 from .vit import ViTConfig, check, vit_size
 
@@ -80,8 +79,12 @@ class FinetuneTask(LazyImageData):
 
     def load_sets(self):
         train, test = super().load_sets()
-        if train.labels is None:
+        stream = getattr(train, "stream", None)          # a stream's labels are known without reading its sample
+        if (train.labels if stream is None else stream.label_column) is None:
             raise ConfigError("finetuning needs labels: task.data.source=folder has none")
+        if test is None:
+            raise ConfigError(f"finetuning needs a held-out split: dataset '{self.cfg.data.name}' has only "
+                              f"'{self.cfg.data.train_split}' (name one with task.data.test_split)")
         return train, test
 
     @property
@@ -96,12 +99,11 @@ class FinetuneTask(LazyImageData):
         return model.encoder.param_groups(weight_decay, layer_decay=self.cfg.layer_decay) + \
             [{"params": head, "weight_decay": 0.0}]
 
-    def _view(self, index: int, g: torch.Generator):
-        img = pretrain_view(self.train.image(index), self.img_size, g, self.cfg.min_crop_scale)
-        return img, self.train.labels[index]
+    def _view(self, image: torch.Tensor, label, g: torch.Generator):
+        return pretrain_view(image, self.img_size, g, self.cfg.min_crop_scale), label
 
     def train_batches(self, plan: BatchPlan):
-        return step_loader(len(self.train), self._view, plan)
+        return self.image_batches(plan, self._view)
 
     def loss(self, model, batch):
         images, labels = batch

@@ -50,18 +50,25 @@ def torchvision_folder(source: str, path: str, download: bool) -> Path:
 TEST_SPLITS = ("validation", "valid", "val", "test")
 
 
-def hf_splits(name: str, train_split: str, test_split: str, download: bool, data_files: str = ""):
-    """(train table, test table or None, the test split's name or "") of a ``datasets`` dataset; test:
-    ``test_split``, else the first of validation/valid/val/test it has, else None (the caller splits train)."""
+def hf_splits(name: str, train_split: str, test_split: str, download: bool, data_files: str = "",
+              streaming: bool = False):
+    """(train table, test table or None, the test split's name or "") of a ``datasets`` dataset (IterableDatasets
+    with ``streaming``); test: ``test_split``, else the first of validation/valid/val/test it has, else None (the
+    caller splits train, or evaluates a stream on a sample of its training split)."""
     import datasets
     kwargs = {"data_files": data_files} if data_files else {}
-    tables = hub_dataset(name, None, download=download, **kwargs)
-    if isinstance(tables, datasets.Dataset):
+    tables = hub_dataset(name, None, streaming=streaming, download=download, **kwargs)
+    if isinstance(tables, (datasets.Dataset, datasets.IterableDataset)):
         if test_split:
             raise ImageDataError(f"task.data.test_split={test_split}: dataset '{name}' has a single split")
+        if streaming and isinstance(tables, datasets.Dataset):
+            tables = tables.to_iterable_dataset()
         return tables, None, ""
-    if not isinstance(tables, datasets.DatasetDict):
-        raise ImageDataError(f"dataset '{name}' loaded as a {type(tables).__name__}; expected a map-style dataset")
+    if isinstance(tables, datasets.DatasetDict) and streaming:     # a save_to_disk folder: iterate its tables
+        tables = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in tables.items()})
+    if not isinstance(tables, (datasets.IterableDatasetDict if streaming else datasets.DatasetDict)):
+        raise ImageDataError(f"dataset '{name}' loaded as a {type(tables).__name__}; expected a "
+                             f"{'streamed' if streaming else 'map-style'} dataset")
     if train_split not in tables:
         raise DatasetUnavailable(f"dataset '{name}' has no split '{train_split}' (task.data.train_split); "
                                  f"it has {', '.join(tables)}")

@@ -15,6 +15,7 @@ offers ``sample_masks(n, generator)`` (masks for n images, first dim n) and ``fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from . import sources
 from .encoder import ViTEncoder
 from .features import extract_features
 from .figures import reconstruction_grid
-from .sources import ImageDataConfig
+from .sources import ImageDataConfig, dataset_name
 from .transforms import eval_view, normalize, pretrain_view
 from .vit import ViTConfig, check, vit_size
 
@@ -70,10 +71,6 @@ def tiny_preset(trainer: dict, task: dict) -> dict:
     return {"trainer": {**TINY_TRAINER, **trainer}, "task": {"vit": vit_size("tiny"), "probe": {"epochs": 60}, **task}}
 
 
-def dataset_name(cfg: ImageDataConfig) -> str:
-    return f"scenes-{cfg.label}" if cfg.source == "scenes" else (Path(cfg.path).name or cfg.source)
-
-
 def encoder_probes(encoder: ViTEncoder, train, test, cfg: ProbeConfig, img_size: int, dataset: str) -> list[Score]:
     """Linear probe and kNN on CLS and mean-pooled frozen features; for scenes, one per probed attribute."""
     idx = sample_indices(len(train), cfg.max_train, seed=0, labels=train.labels)   # stratified: sets may be sorted
@@ -110,6 +107,25 @@ class LazyImageData:
     def load_sets(self):
         return sources.load(self.cfg.data, self.img_size)
 
+    def image_batches(self, plan: BatchPlan, view):
+        """Training micro-batches of ``view(image (3, S, S) uint8, label or None, generator)`` per sample: from the
+        map-style set (selfsup.data's resumable sampler) or, with ``task.data.streaming``, from the stream."""
+        if self.cfg.data.streaming:
+            return self.train.stream.batches(plan, view)
+        return step_loader(len(self.train), partial(_indexed, self.train, view), plan)
+
+    def state_dict(self) -> dict:
+        """Streamed data only: the length of each finished pass (vision.stream), so a resume skips them unread."""
+        return self.train.stream.state_dict() if self.cfg.data.streaming else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.cfg.data.streaming and state:
+            self.train.stream.load_state_dict(state)
+
+
+def _indexed(images, view, index: int, g: torch.Generator):
+    return view(images.image(index), None if images.labels is None else images.labels[index], g)
+
 
 class MIMTask(LazyImageData):
     """Subclasses set ``name``, ``Config``, ``presets`` and define ``build_model``; ``predicts_pixels`` says
@@ -123,12 +139,12 @@ class MIMTask(LazyImageData):
         self.dataset = dataset_name(cfg.data)
         self.accumulate = 1           # micro-batches per optimizer step, from the batch plan
 
-    def _view(self, index: int, g: torch.Generator) -> torch.Tensor:
-        return pretrain_view(self.train.image(index), self.cfg.vit.img_size, g, self.cfg.min_crop_scale)
+    def _view(self, image: torch.Tensor, label, g: torch.Generator) -> torch.Tensor:
+        return pretrain_view(image, self.cfg.vit.img_size, g, self.cfg.min_crop_scale)
 
     def train_batches(self, plan: BatchPlan):
         self.accumulate = plan.grad_accum
-        return step_loader(len(self.train), self._view, plan)
+        return self.image_batches(plan, self._view)
 
     def loss(self, model, images):
         loss, _, _ = model(normalize(images))

@@ -38,7 +38,7 @@ from selfsup.subsets import sample_indices
 from . import sources
 from .features import extract_features
 from .mim import ProbeConfig
-from .sources import ImageDataConfig
+from .sources import ImageDataConfig, dataset_name
 
 
 @dataclass
@@ -114,10 +114,6 @@ class EncoderProbe:
         for s in scores:
             s.extra.update(record)
         return scores
-
-
-def dataset_name(data: ImageDataConfig) -> str:
-    return f"scenes-{data.label}" if data.source == "scenes" else (Path(data.path).name or data.source)
 
 
 def parse_data(short: str) -> list[str]:

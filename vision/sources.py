@@ -2,7 +2,8 @@
 
 Image files (imagefolder, folder), packed shards (``shards``, vision.shards) and ``datasets`` tables (``hf``) are
 decoded into memory when they fit ``memory_gb`` and on access otherwise (``cache``, vision.lazy; shards and tables
-are memory-mapped); array formats (cifar*, stl10, digits) and rendered scenes live in memory.
+are memory-mapped); a ``datasets`` dataset can also be streamed without a local copy (``streaming``,
+vision.stream); array formats (cifar*, stl10, digits) and rendered scenes live in memory.
 """
 from __future__ import annotations
 
@@ -39,6 +40,17 @@ class ImageDataConfig:
                               # DataLoader workers) | auto (memory when N*3*S*S bytes fit memory_gb)
     memory_gb: float = 4.0    # auto: the largest decoded set kept in memory, per process
     max_pixels: int = D.MAX_PIXELS   # an image with more pixels is skipped (an error with strict), never decoded
+    streaming: bool = False   # hf: stream the training split record by record, nothing stored (vision.stream);
+                              # from the Hub it needs download=true (it reads over the network)
+    shuffle_buffer: int = 10_000   # streaming: encoded images in the shuffle buffer (RAM: x their mean size)
+    stream_sample: int = 10_000    # streaming: images of each split read into memory for evaluation (probes, loss)
+
+
+def dataset_name(cfg: ImageDataConfig) -> str:
+    """How scores name the data: scenes-<label>, the folder's or dataset's last name, else the source."""
+    if cfg.source == "scenes":
+        return f"scenes-{cfg.label}"
+    return Path(cfg.name if cfg.source == "hf" else cfg.path).name or cfg.source
 
 
 def _check(cfg: ImageDataConfig) -> None:
@@ -51,6 +63,12 @@ def _check(cfg: ImageDataConfig) -> None:
                                "task.data.download=true")
     if cfg.source == "hf" and not cfg.name:
         raise D.ImageDataError("task.data.source=hf needs task.data.name (a datasets name, e.g. uoft-cs/cifar10)")
+    if cfg.streaming and cfg.source != "hf":
+        raise D.ImageDataError(f"task.data.streaming=true streams a datasets dataset (task.data.source=hf), not "
+                               f"source={cfg.source}; local image files and packed shards need no streaming: "
+                               "task.data.cache=lazy decodes each image when used, whatever the set's size")
+    if cfg.streaming and (cfg.shuffle_buffer <= 0 or cfg.stream_sample <= 0):
+        raise D.ImageDataError("task.data.shuffle_buffer and stream_sample must be positive")
     if cfg.cache not in CACHES:
         raise D.ImageDataError(f"task.data.cache must be one of {', '.join(CACHES)}, not '{cfg.cache}'")
     if cfg.max_pixels <= 0 or cfg.memory_gb < 0 or cfg.store_size < 0:
@@ -74,7 +92,7 @@ def load(cfg: ImageDataConfig, img_size: int) -> tuple:
         return D.cifar(root, "train", size, hundred), D.cifar(root, "test", size, hundred)
     files_size = cfg.store_size or int(img_size / 0.875)
     if cfg.source == "hf":
-        return _hf(cfg, files_size)
+        return _hf_stream(cfg, files_size) if cfg.streaming else _hf(cfg, files_size)
     if cfg.source == "shards":
         return _shards(cfg, files_size)
     opts = dict(cache=cfg.cache, memory_gb=cfg.memory_gb, strict=cfg.strict, max_pixels=cfg.max_pixels)
@@ -130,6 +148,34 @@ def _hf(cfg: ImageDataConfig, size: int):
     if len(sets) == 2:
         return sets[0], sets[1]
     return (sets[0], None) if label_col is None else _split(sets[0], cfg.seed)
+
+
+def _hf_stream(cfg: ImageDataConfig, size: int):
+    import datasets
+
+    from .hub import hf_splits, image_columns
+    from .stream import ImageStream, StreamedImages
+    train_t, test_t, test_name = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download, cfg.data_files,
+                                           streaming=True)
+    # a builder that infers its columns from the first records (webdataset) gives no features until asked
+    train_t, test_t = (t if t is None or t.features is not None else t._resolve_features() for t in (train_t, test_t))
+    image_col, label_col = image_columns(train_t, cfg.name, cfg.image_column, cfg.label_column)
+    classes: list[str] = []
+    if label_col is not None:
+        feature = train_t.features[label_col]
+        if isinstance(feature, datasets.ClassLabel):
+            classes = list(feature.names)
+        elif not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+            raise D.ImageDataError(f"dataset '{cfg.name}': a streamed label column must hold integers or a ClassLabel"
+                                   f", not {feature} ('{label_col}'); naming string classes needs a pass over the "
+                                   "whole split: load it without task.data.streaming")
+    opts = dict(strict=cfg.strict, max_pixels=cfg.max_pixels, buffer=cfg.shuffle_buffer)
+    train = StreamedImages(ImageStream(train_t, image_col, label_col, classes, size, f"{cfg.name}[{cfg.train_split}]",
+                                       **opts), cfg.stream_sample)
+    if test_t is None:
+        return train, None
+    return train, StreamedImages(ImageStream(test_t, image_col, label_col, classes, size, f"{cfg.name}[{test_name}]",
+                                             **opts), cfg.stream_sample)
 
 
 def _split(full, seed: int):
