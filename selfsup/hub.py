@@ -45,6 +45,12 @@ def _pick_split(ds, name: str, split: str | None):
     return ds[split]
 
 
+def iterable(table):
+    """A map-style ``datasets.Dataset`` as a stream of up to 64 contiguous shards (read in order unless shuffled):
+    enough for a shuffled stream to reorder its shards each pass and for ranks to take whole shards."""
+    return table.to_iterable_dataset(num_shards=max(1, min(len(table), 64)))
+
+
 def hub_dataset(name: str, split: str | None = None, streaming: bool = False, download: bool = False,
                 download_key: str = "task.data.download", **kwargs):
     """``datasets.load_dataset(name, split=split, streaming=streaming, **kwargs)`` (or ``load_from_disk`` for a saved
@@ -54,7 +60,7 @@ def hub_dataset(name: str, split: str | None = None, streaming: bool = False, do
     path = Path(name).expanduser()
     if _saved_folder(path):
         ds = _pick_split(datasets.load_from_disk(str(path)), name, split)
-        return ds.to_iterable_dataset() if streaming and isinstance(ds, datasets.Dataset) else ds
+        return iterable(ds) if streaming and isinstance(ds, datasets.Dataset) else ds
     try:
         with nullcontext() if download else hub_offline():
             ds = datasets.load_dataset(name, split=split, streaming=streaming, **kwargs)

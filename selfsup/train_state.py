@@ -72,7 +72,7 @@ class TrainState:
         states = (saved or {}).get("task")
         if states is None or not hasattr(task, "load_state_dict"):
             return
-        if len(states) != env.world_size:
+        if len(states) != env.world_size and any(states):
             print(f"[selfsup] resuming {len(states)}-rank task state on {env.world_size} ranks: "
                   "each rank takes rank (r mod saved ranks)'s state", flush=True)
         task.load_state_dict(states[env.rank % len(states)])

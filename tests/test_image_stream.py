@@ -128,14 +128,48 @@ def test_unreadable_images_are_replaced_in_the_batch_or_refused_with_strict(tmp_
     root.mkdir()
     rows = table(range(8)).to_dict()
     rows["image"][5] = {"bytes": b"not an image", "path": None}
+    rows["image"][6] = None                                  # a missing cell (webdataset fills absent fields so)
     datasets.Dataset.from_dict(rows, features=table([0]).features).to_parquet(str(root / "t.parquet"))
     train, _ = sources.load(stream_cfg(str(root / "*.parquet")), 8)
-    with pytest.warns(UserWarning, match="cannot be used .*stands in"):
+    with pytest.warns(UserWarning, match="2 image.* cannot be used .*same label stands in"):
         batch = take(train.stream.batches(plan(micro=8), view), 1)[0]
-    assert 5 not in batch[:, 0].tolist() and train.stream.skipped == 1
+    skipped = train.stream.skipped                           # 2 a pass (the reader may have read a pass ahead)
+    assert not {5, 6} & set(batch[:, 0].tolist()) and skipped >= 2 and skipped % 2 == 0
+    assert torch.equal(batch[:, 1], batch[:, 0] % 3)         # a stand-in brings its own label, of the same class
     strict, _ = sources.load(stream_cfg(str(root / "*.parquet"), strict=True), 8)
     with pytest.raises(D.ImageDataError, match="cannot use an image .*turn off task.data.strict"):
         take(strict.stream.batches(plan(micro=8), view), 1)
+
+
+def test_unlabelled_records_and_changed_data_are_errors(tmp_path):
+    root = tmp_path / "pq"
+    root.mkdir()
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    rows = {"image": [{"bytes": png(i), "path": None} for i in range(8)], "label": [0, 1, 2, -1, 0, 1, 2, 0]}
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(root / "t.parquet"))
+    train, _ = sources.load(stream_cfg(str(root / "*.parquet")), 8)
+    with pytest.raises(D.ImageDataError, match="label .* is -1, not one of .*unlabelled"):
+        take(train.stream.batches(plan(micro=8), view), 1)
+    changed, _ = sources.load(stream_cfg(parquet_shards(tmp_path / "shards")), 8)
+    changed.stream.load_state_dict({"pass_lengths": [N + 6], "world": 1})      # as if saved from a larger set
+    with pytest.raises(D.ImageDataError, match=f"pass 0 held {N + 6} records .* and {N} now: the data changed"):
+        take(changed.stream.batches(plan(start=1), view), 2 * N // 4)
+
+
+def test_stopping_the_stream_ends_its_threads(tmp_path):
+    import threading
+    import time
+    train, _ = sources.load(stream_cfg(parquet_shards(tmp_path / "pq")), 8)
+    before = threading.active_count()
+    it = train.stream.batches(plan(), view)
+    next(it)
+    assert threading.active_count() > before                 # the reader and its decode threads
+    it.close()                                               # as when training ends
+    for _ in range(100):                                     # datasets' own readers end just after
+        if threading.active_count() == before:
+            break
+        time.sleep(0.05)
+    assert threading.active_count() == before
 
 
 def test_streaming_settings_are_checked(tmp_path):
@@ -180,5 +214,6 @@ def test_finetune_trains_from_a_stream_and_needs_a_held_out_split(tmp_path):
     summary = train(FinetuneTask, tmp_path / "run", setup + [f"task.data.name={tmp_path / 'a'}"])
     (top1,) = [r for r in summary["results"] if r.metric == "finetune_top1"]
     assert top1.dataset == "a" and top1.extra["n"] == 9
+    assert summary["model"].head.out_features == len(CLASSES)      # the ClassLabel's classes, not the samples' max
     with pytest.raises(ConfigError, match="needs a held-out split: dataset .* has only 'train'"):
         train(FinetuneTask, tmp_path / "run-b", setup + [f"task.data.name={tmp_path / 'b'}"])

@@ -82,6 +82,9 @@ class FinetuneTask(LazyImageData):
         stream = getattr(train, "stream", None)          # a stream's labels are known without reading its sample
         if (train.labels if stream is None else stream.label_column) is None:
             raise ConfigError("finetuning needs labels: task.data.source=folder has none")
+        if stream is not None and not stream.classes:
+            raise ConfigError(f"finetuning on a stream needs its classes: make '{stream.label_column}' a ClassLabel "
+                              "column, or load the dataset without task.data.streaming")
         if test is None:
             raise ConfigError(f"finetuning needs a held-out split: dataset '{self.cfg.data.name}' has only "
                               f"'{self.cfg.data.train_split}' (name one with task.data.test_split)")
@@ -89,6 +92,8 @@ class FinetuneTask(LazyImageData):
 
     @property
     def num_classes(self) -> int:
+        if self.cfg.data.streaming:          # named by the stream's ClassLabel: its samples need not hold them all
+            return len(self.train.classes)
         return int(torch.cat([self.train.labels, self.test.labels]).max()) + 1
 
     def build_model(self) -> nn.Module:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.hub import DatasetUnavailable, hub_dataset
+from selfsup.hub import DatasetUnavailable, hub_dataset, iterable
 
 from .data import ImageDataError
 
@@ -62,10 +62,10 @@ def hf_splits(name: str, train_split: str, test_split: str, download: bool, data
         if test_split:
             raise ImageDataError(f"task.data.test_split={test_split}: dataset '{name}' has a single split")
         if streaming and isinstance(tables, datasets.Dataset):
-            tables = tables.to_iterable_dataset()
+            tables = iterable(tables)
         return tables, None, ""
     if isinstance(tables, datasets.DatasetDict) and streaming:     # a save_to_disk folder: iterate its tables
-        tables = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in tables.items()})
+        tables = datasets.IterableDatasetDict({k: iterable(v) for k, v in tables.items()})
     if not isinstance(tables, (datasets.IterableDatasetDict if streaming else datasets.DatasetDict)):
         raise ImageDataError(f"dataset '{name}' loaded as a {type(tables).__name__}; expected a "
                              f"{'streamed' if streaming else 'map-style'} dataset")

@@ -5,27 +5,33 @@ storage read through fsspec (``task.data.name=webdataset task.data.data_files=s3
 -- ``datasets`` streams the training split record by record and nothing is written to disk. Without streaming,
 ``datasets`` downloads the whole split once and vision.shards reads it memory-mapped (exact global shuffle).
 
-Order. Each pass over the split is ``IterableDataset.shuffle(seed=trainer.seed, buffer_size=task.data.shuffle_buffer)``
-with ``set_epoch(pass)``: the shard order is reshuffled every pass, then records are drawn at random from a buffer
-of encoded images (RAM: the buffer times the mean encoded size, ~1.1 GB for 10,000 ImageNet JPEGs). That is an
-approximate shuffle, not the global permutation of the map-style path (selfsup.data); sets stored sorted by class
-need many shards or a large buffer. With several ranks each streams its own part
-(``datasets.distributed.split_dataset_by_node``: whole shards per rank when their number divides by the ranks,
-else every rank reads all and keeps every world-th record).
+Order. Each pass over the split is ``IterableDataset.shuffle(seed=trainer.seed,
+buffer_size=task.data.shuffle_buffer)`` with ``set_epoch(pass)``: the shard order is reshuffled every pass, then
+records are drawn at random from a buffer of encoded images (RAM: at least the buffer times the mean encoded size,
+>1.1 GB for 10,000 ImageNet JPEGs, and up to a few times that while ``datasets`` refills it). That is an approximate
+shuffle, not the global permutation of the map-style path (selfsup.data); sets stored sorted by class need many
+shards or a large buffer. With several ranks each streams its own part
+(``datasets.distributed.split_dataset_by_node``: whole shards per rank when their number divides by the ranks, else
+every rank reads all and keeps every world-th record).
 
 Throughput. One reader thread per rank pulls records; a pool of ``DECODE_THREADS`` threads decodes and augments
-each micro-batch (PIL and torch release the GIL), two micro-batches ahead of the step. An image's augmentation
-comes from a generator seeded by (trainer seed, its position in the stream), as on the map-style path.
+each micro-batch (PIL and torch release the GIL), up to three micro-batches ahead of the step; the reader stops
+when training stops. An image's augmentation comes from a generator seeded by (trainer seed, its position in the
+stream), as on the map-style path.
 
-Resume is exact: a rank's stream is a function of (seed, pass, rank, world size) only, and the task state saved
-with every checkpoint holds how many records each finished pass held, so a resumed run skips whole passes unread
-and re-reads (without decoding) only the current pass's records before the checkpoint. It needs the same number
-of ranks (refused otherwise). An unreadable image is replaced by the nearest readable one of its micro-batch and
-counted (``task.data.strict=true``: an error).
+Resume is exact: a rank's stream is a function of the data, the seed, the shuffle buffer, the pass, the rank and the
+number of ranks, and the task state saved with every checkpoint holds how many records each finished pass held, so a
+resumed run skips whole passes unread and re-reads (without decoding) only the current pass's records before the
+checkpoint. It needs the same number of ranks (refused otherwise); a pass re-read with another length means the data
+changed since the checkpoint (an error: keep what a run streams unchanged until it ends). An unreadable or missing
+image is replaced by the nearest readable one of its micro-batch with the same label (else the nearest), counted and
+warned about (``task.data.strict=true``: an error). Images stored as paths (imagefolder-style Hub repos) are opened
+through fsspec, remote ones included.
 
-Evaluation needs random access, so it runs on an in-memory sample: the first ``task.data.stream_sample`` images of
-a seeded shuffled pass over each split; the probes' caps apply within it. Labels must be integers or a
-``ClassLabel`` (string labels would need a pass over the whole split to name the classes).
+Evaluation needs random access, so it runs on an in-memory sample: the readable images among the first
+``task.data.stream_sample`` records of a seeded shuffled pass over each split; the probes' caps apply within it.
+Labels must be integers or a ``ClassLabel`` (string labels would need a pass over the whole split to name the
+classes), checked against the classes on every record.
 """
 from __future__ import annotations
 
@@ -97,36 +103,62 @@ class ImageStream:
                                                                            else ""))
             if n_pass == len(self.pass_lengths):
                 self.pass_lengths.append(n)
+            elif n != self.pass_lengths[n_pass]:
+                raise ImageDataError(f"{self.what}: pass {n_pass} held {self.pass_lengths[n_pass]} records when the "
+                                     f"checkpoint was saved and {n} now: the data changed, so this run cannot "
+                                     "resume exactly (start a new run, or restore the data it trained on)")
             start = max(0, start - n)
 
     def _decode(self, row: dict) -> np.ndarray | str:
         """(S, S, 3) uint8, or why the image cannot be used."""
-        cell = row[self.image_column]
+        cell = row[self.image_column] or {}
+        where = cell.get("path") or "embedded bytes"
         try:
-            return decode_image(cell.get("bytes") or cell.get("path"), self.size, self.max_pixels)
+            data = cell.get("bytes") or cell.get("path")
+            if not data:
+                raise BadImage("the record has no image")
+            if isinstance(data, str) and "://" in data:          # a remote file (imagefolder-style Hub repos)
+                import fsspec
+                try:
+                    with fsspec.open(data, "rb") as f:
+                        data = f.read()
+                except OSError as e:
+                    raise BadImage(f"cannot read {data}: {e}") from None
+            return decode_image(data, self.size, self.max_pixels)
         except BadImage as e:
             if self.strict:
-                raise ImageDataError(f"cannot use an image of {self.what} ({cell.get('path') or 'embedded bytes'}):"
-                                     f" {e} (turn off task.data.strict to replace unreadable images)") from None
+                raise ImageDataError(f"cannot use an image of {self.what} ({where}): {e} (turn off "
+                                     "task.data.strict to replace unreadable images)") from None
             return str(e)
 
     def _label(self, row: dict) -> int | None:
-        return None if self.label_column is None else int(row[self.label_column])
+        if self.label_column is None:
+            return None
+        y = row[self.label_column]
+        if y is None or not 0 <= int(y) < (len(self.classes) or float("inf")):
+            raise ImageDataError(f"{self.what}: a record's label ('{self.label_column}') is {y}, not one of 0.."
+                                 f"{len(self.classes) - 1 if self.classes else 'N'} (-1 or none marks an unlabelled "
+                                 "record: choose a labelled split, or another label column)")
+        return int(y)
 
-    def _decode_rows(self, rows: list[dict], pool: ThreadPoolExecutor) -> list[np.ndarray]:
-        """Every row's image; an unreadable one is replaced by the nearest readable one of ``rows``."""
+    def _decode_rows(self, rows: list[dict], pool: ThreadPoolExecutor) -> tuple[list, list[int]]:
+        """The rows' images, and for each row the row whose image (and label) it takes: itself, or for an
+        unreadable one the nearest readable row with the same label (else the nearest)."""
         out = list(pool.map(self._decode, rows))
         good = [i for i, x in enumerate(out) if not isinstance(x, str)]
         bad = [i for i, x in enumerate(out) if isinstance(x, str)]
+        source = list(range(len(rows)))
         if bad:
             if not good:
                 raise ImageDataError(f"{self.what}: none of {len(rows)} consecutive images can be used ({out[0]})")
             warnings.warn(f"{self.what}: {len(bad)} image(s) cannot be used ({out[bad[0]]}); the nearest readable "
-                          "image of the batch stands in")
+                          "image of the batch with the same label stands in")
             self.skipped += len(bad)
+            labels = [row.get(self.label_column) if self.label_column else None for row in rows]
             for i in bad:
-                out[i] = out[min(good, key=lambda j: abs(j - i))]
-        return out
+                same = [j for j in good if labels[j] == labels[i]] or good
+                source[i] = min(same, key=lambda j: abs(j - i))
+        return out, source
 
     # ---------------------------------------------------------------- training
 
@@ -146,12 +178,12 @@ class ImageStream:
             with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
                 while True:
                     rows = list(itertools.islice(records, b))
-                    images = self._decode_rows(rows, pool)
+                    images, source = self._decode_rows(rows, pool)
                     keys = [(position + i) * plan.world_size + plan.rank for i in range(b)]  # unique across ranks
 
                     def sample(i: int):
-                        img = torch.from_numpy(images[i]).permute(2, 0, 1)
-                        return view(img, self._label(rows[i]), sample_generator(plan.seed, keys[i]))
+                        img = torch.from_numpy(images[source[i]]).permute(2, 0, 1)
+                        return view(img, self._label(rows[source[i]]), sample_generator(plan.seed, keys[i]))
                     yield default_collate(list(pool.map(sample, range(b))))
                     position += b
         return _ahead(produce(), PREFETCH)
@@ -159,7 +191,7 @@ class ImageStream:
     # ---------------------------------------------------------------- evaluation sample
 
     def sample(self, n: int) -> ImageSet:
-        """The first ``n`` readable images of a pass shuffled with seed 0, decoded into memory."""
+        """The readable images among the first ``n`` records of a pass shuffled with seed 0, decoded into memory."""
         rows = list(progress(itertools.islice(self.ds.shuffle(seed=0, buffer_size=self.buffer), n), total=n,
                              desc=f"read {self.what} sample", min_total=1000))
         if not rows:
@@ -171,9 +203,6 @@ class ImageStream:
             raise ImageDataError(f"{self.what}: none of the {len(rows)} sampled images can be used ({decoded[0]})")
         images = torch.from_numpy(np.stack([decoded[i] for i in ok])).permute(0, 3, 1, 2).contiguous()
         labels = None if self.label_column is None else torch.tensor([self._label(rows[i]) for i in ok])
-        if labels is not None and labels.min() < 0:
-            raise ImageDataError(f"{self.what} holds label {int(labels.min())} ('{self.label_column}'; -1 marks an "
-                                 "unlabelled split): choose another with task.data.test_split")
         return ImageSet(images, labels, self.classes, skipped=len(rows) - len(ok))
 
 
@@ -217,20 +246,42 @@ class StreamedImages:
 
 
 def _ahead(it: Iterator, depth: int) -> Iterator:
-    """``it``'s items, produced by a background thread up to ``depth`` ahead; its errors re-raised here."""
+    """``it``'s items, produced by a background thread up to ``depth`` ahead; its errors re-raised here. When the
+    consumer stops (the generator is closed or collected), the thread closes ``it`` (its pool, its files) and ends."""
     q: queue.Queue = queue.Queue(depth)
-    done = object()
+    stop, end = threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def run():
         try:
             for item in it:
-                q.put((item, None))
+                if not put((item, None)):
+                    break
+            else:
+                put((end, None))
         except BaseException as e:          # handed to the consumer, which raises it in the training loop
-            q.put((done, e))
+            put((end, e))
+        finally:
+            it.close()
 
-    threading.Thread(target=run, daemon=True, name="selfsup-image-stream").start()
-    while True:
-        item, error = q.get()
-        if error is not None:
-            raise error
-        yield item
+    thread = threading.Thread(target=run, daemon=True, name="selfsup-image-stream")
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)
