@@ -69,7 +69,7 @@ def _x(curve) -> tuple[list[float], bool]:
 def plot_learning(board: Board, path: Path) -> Path | None:
     """Which learns most per minute: each column read from a pretraining run that evaluated along the way, or
     made from its intermediate checkpoints (`Evaluation.along`), against pretraining minutes (`train_seconds`
-    of the Results and checkpoints; training steps when the runs predate it)."""
+    of the Results and checkpoints; training steps when the runs predate it); baseline rows as dashed levels."""
     columns = [(ev, [c for c in board.cells.values() if c.ev is ev and any(len(k) > 1 for k in c.curves)])
                for ev in board.plan.suite.evaluations if ev.run is None or ev.along > 1]
     columns = [(ev, cells) for ev, cells in columns if cells]
@@ -84,6 +84,10 @@ def plot_learning(board: Board, path: Path) -> Path | None:
                 minutes &= in_minutes
                 ax.plot(x, [v for _, _, v in curve], marker=".", lw=1, color=f"C{i}",
                         ls="--" if cell.rep.baseline else "-", label=cell.rep.title if j == 0 else None)
+        for k, base in enumerate(c for c in board.cells.values()      # baselines have no curve: a level line
+                                 if c.ev is ev and c.values and c.rep.baseline and c not in cells):
+            ax.axhline(base.stat[0], ls="--", lw=1, color=f"{0.2 + 0.2 * (k % 3):.1f}",
+                       label=f"{base.rep.title} (n={len(base.values)})")
         ax.set_xlabel("pretraining minutes" if minutes else "pretraining step", fontsize=8)
         ax.set_title(ev.title, fontsize=9)
         ax.legend(fontsize=6)

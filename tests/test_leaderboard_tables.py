@@ -269,6 +269,25 @@ def test_learning_per_minute_from_intermediate_evaluations(tmp_path):
     assert (tmp_path / "learning-per-minute.png").is_file()
 
 
+def test_learning_per_minute_draws_the_baseline_as_a_level(tmp_path, monkeypatch):
+    import benchmarks.plots as plots
+    figs = []
+    monkeypatch.setattr(plots, "atomic_save_figure", lambda fig, path: figs.append(fig) or path)
+    p = plan(_suite(), tmp_path)
+    for seed, job in enumerate(p.cells[("mae", "probe")]):
+        rows = [_result("acc", 0.2 * k, seed, step=10 * k) for k in (1, 2, 3)]
+        for r, secs in zip(rows, (30.0, 60.0, 90.0)):
+            r.train_seconds = secs
+        write_results(p.dir(job) / "results.json", rows)
+    fake_runs(p, {("rand", "probe"): [0.1, 0.3]})
+    plots.plot_learning(collect(p), tmp_path / "l.png")
+    (ax,) = [a for a in figs[0].axes if a.get_visible()]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert [ln.get_ydata()[0] for ln in dashed] == [pytest.approx(0.2)]              # random's mean, level
+    assert [ln.get_label() for ln in dashed] == ["random (n=2)"]
+    assert ax.get_xlabel() == "pretraining minutes"
+
+
 # ---------------------------------------------------------------------------------------------- evidence
 
 
