@@ -24,6 +24,9 @@ CLASSES = ["a", "b", "c"]
 @pytest.fixture(autouse=True)
 def datasets_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    # datasets waits 5 s after each shuffled pass for its reader threads (a pyarrow workaround); these passes are
+    # 24 images long, so a short wait keeps the file's tests from spending minutes asleep
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.2)
 
 
 def png(i: int) -> bytes:

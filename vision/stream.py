@@ -17,7 +17,9 @@ every rank reads all and keeps every world-th record).
 Throughput. One reader thread per rank pulls records; a pool of ``DECODE_THREADS`` threads decodes and augments
 each micro-batch (PIL and torch release the GIL), up to three micro-batches ahead of the step; the reader stops
 when training stops. An image's augmentation comes from a generator seeded by (trainer seed, its position in the
-stream), as on the map-style path.
+stream), as on the map-style path. ``datasets`` pauses 5 s at the end of each shuffled pass while its reader
+threads shut down (``datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN``, a pyarrow workaround): nothing on a real
+pass, but a set of a few batches is better not streamed.
 
 Resume is exact: a rank's stream is a function of the data, the seed, the shuffle buffer, the pass, the rank and the
 number of ranks, and the task state saved with every checkpoint holds how many records each finished pass held, so a
