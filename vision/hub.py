@@ -61,9 +61,7 @@ def hf_splits(name: str, train_split: str, test_split: str, download: bool, data
     if isinstance(tables, (datasets.Dataset, datasets.IterableDataset)):
         if test_split:
             raise ImageDataError(f"task.data.test_split={test_split}: dataset '{name}' has a single split")
-        if streaming and isinstance(tables, datasets.Dataset):
-            tables = iterable(tables)
-        return tables, None, ""
+        return tables, None, ""          # (streamed: hub_dataset already made a saved Dataset a stream)
     if isinstance(tables, datasets.DatasetDict) and streaming:     # a save_to_disk folder: iterate its tables
         tables = datasets.IterableDatasetDict({k: iterable(v) for k, v in tables.items()})
     if not isinstance(tables, (datasets.IterableDatasetDict if streaming else datasets.DatasetDict)):
