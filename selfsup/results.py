@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import platform
 import subprocess
 import warnings
@@ -53,7 +54,8 @@ class Result:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git describe`` of the source tree (with -dirty), else the package version; read once per process
+    """``git describe`` of the source tree (with -dirty), else ``$SELFSUP_CODE_VERSION`` (set it where a copy
+    of the tree runs without its .git, e.g. a rented GPU machine), else the package version; read once per process
     (the trainer asks at start), so a record names the code that ran, not a later checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
@@ -63,6 +65,8 @@ def code_version() -> str:
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
+    if os.environ.get("SELFSUP_CODE_VERSION"):
+        return os.environ["SELFSUP_CODE_VERSION"]
     from importlib.metadata import PackageNotFoundError, version
     try:
         return f"selfsup-{version('selfsup')}"
