@@ -71,7 +71,7 @@ stage "bert compiled" 160 $T --suite bert $BENCH --compile --write "$RES"
 stage "train checks" 150 $C train --device $DEV --steps $STEPS --jobs $JOBS --work "$WORK" --write "$RES"
 stage "mae fed" 100 $C fed --device $DEV $FED --work "$WORK" --write "$RES"
 stage "mae profile" 60 $C profile --device $DEV --suite mae --size ${SIZE} --batch ${BATCH} --write "$RES"
-stage "mim methods" 90 $T --suite mim $BENCH --write "$RES"
+stage "mim methods" 90 $T --suite mim ${BENCH/--batch 256/--batch 64} --write "$RES"   # data2vec: 16 copies/image
 stage "text objectives" 120 $T --suite objectives $BENCH --write "$RES"
 echo "total $((SECONDS - START)) s" | tee -a "$STAGES"
 tar -czf "$DEST/run-logs.tgz" -C "$WORK" --exclude=checkpoints --exclude='*.safetensors' --exclude='*.pt' . 2>/dev/null

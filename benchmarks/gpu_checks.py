@@ -177,7 +177,8 @@ def fed(device: str, preset: str, batch: int, workers: int, steps: int, work: Pa
             f"{f'{100 * mfu:.1f}%' if mfu else '-'} |"]
 
 
-def profile(suite_name: str, size: str, batch: int, device: torch.device, rows: int = 15) -> list[str]:
+def profile(suite_name: str, size: str, batch: int, device: torch.device, compile: bool = False,
+            rows: int = 15) -> list[str]:
     """Our contender of a throughput suite, one training step (forward, backward, fused AdamW) under bf16 autocast
     profiled over 3 steps after 3 warm-ups: the operators that take the device's time, the next levers to pull."""
     from torch.profiler import ProfilerActivity
@@ -191,6 +192,8 @@ def profile(suite_name: str, size: str, batch: int, device: torch.device, rows: 
     model = ours.model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
     precision = resolve_precision("auto", device)
+    if compile:
+        model.compile()
 
     def step():
         with autocast(device, precision):
@@ -208,7 +211,8 @@ def profile(suite_name: str, size: str, batch: int, device: torch.device, rows: 
             torch.cuda.synchronize()
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
-    return [f"{ours.name}, {precision}, 3 steps:", "", "```", *table.strip().splitlines(), "```"]
+    return [f"{ours.name}, {precision}{', compiled' if compile else ''}, 3 steps:", "",
+            "```", *table.strip().splitlines(), "```"]
 
 
 def main(argv=None) -> None:
@@ -218,6 +222,7 @@ def main(argv=None) -> None:
     p.add_argument("check", choices=["ceilings", "train", "fed", "profile"])
     p.add_argument("--suite", default="mae", help="profile: the throughput suite whose step is profiled")
     p.add_argument("--size", default="base", help="profile: tiny | base")
+    p.add_argument("--compile", action="store_true", help="profile: torch.compile the model first")
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=200, help="train: optimizer steps of each run")
     p.add_argument("--jobs", type=int, default=8, help="train: runs at a time")
@@ -237,11 +242,14 @@ def main(argv=None) -> None:
         publish(lines, args.write, f"ceilings-{device.type}")
         return
     if args.check == "profile":
-        lines = [f"### Profile of our {args.suite} training step — {args.size}, batch {args.batch}", "", stamp, "",
+        flag = " --compile" if args.compile else ""
+        lines = [f"### Profile of our {args.suite} training step — {args.size}, batch {args.batch}"
+                 f"{', compiled' if args.compile else ''}", "", stamp, "",
                  f"Command: `python -m benchmarks.gpu_checks profile --device {args.device} --suite {args.suite} "
-                 f"--size {args.size} --batch {args.batch}`", "",
-                 *profile(args.suite, args.size, args.batch, device)]
-        publish(lines, args.write, f"profile-{args.suite}-{args.size}-{device.type}")
+                 f"--size {args.size} --batch {args.batch}{flag}`", "",
+                 *profile(args.suite, args.size, args.batch, device, args.compile)]
+        publish(lines, args.write,
+                f"profile-{args.suite}-{args.size}-{device.type}{'-compiled' if args.compile else ''}")
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="gpu-checks-"))
     work.mkdir(parents=True, exist_ok=True)

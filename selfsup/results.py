@@ -54,9 +54,11 @@ class Result:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git describe`` of the source tree (with -dirty), else ``$SELFSUP_CODE_VERSION`` (set it where a copy
-    of the tree runs without its .git, e.g. a rented GPU machine), else the package version; read once per process
-    (the trainer asks at start), so a record names the code that ran, not a later checkout."""
+    """``$SELFSUP_CODE_VERSION`` where set (a copy of the tree on another machine, whose .git, if any, need not
+    match the files), else ``git describe`` of the source tree (with -dirty), else the package version; read once
+    per process (the trainer asks at start), so a record names the code that ran, not a later checkout."""
+    if os.environ.get("SELFSUP_CODE_VERSION"):
+        return os.environ["SELFSUP_CODE_VERSION"]
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
@@ -65,8 +67,6 @@ def code_version() -> str:
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    if os.environ.get("SELFSUP_CODE_VERSION"):
-        return os.environ["SELFSUP_CODE_VERSION"]
     from importlib.metadata import PackageNotFoundError, version
     try:
         return f"selfsup-{version('selfsup')}"
