@@ -82,6 +82,42 @@ def test_electra_shapes_and_tied_embeddings():
     assert len(names) == len(set(id(p) for p in model.parameters()))             # each shared tensor once
 
 
+def electra_on_a_cycle(steps: int) -> list[tuple[float, float]]:
+    """ELECTRA trained jointly on sequences of a 50-token cycle from a fixed phase (each token given by its
+    position), 15 % masked: (RTD accuracy, all-original base rate) every 10 steps."""
+    torch.manual_seed(0)
+    V, T, B, P, K = 200, 32, 32, 5, 50
+    s = ElectraSettings()
+    model = ElectraPretrainer(*hf_configs(BertModelConfig(dropout=0.0), s, V), s)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for step in range(1, steps + 1):
+        ids = (10 + torch.arange(T) % K).expand(B, T)
+        pos = torch.stack([torch.randperm(T, generator=g)[:P] for _ in range(B)])
+        inputs = ids.scatter(1, pos, torch.full_like(pos, 4))                     # 4 stands for [MASK]
+        loss, st = model(inputs, torch.zeros_like(ids), torch.ones_like(ids), pos, ids.gather(1, pos),
+                         torch.ones(B, P), rng=g)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 10 == 0:
+            n = st["rtd_n"].item()
+            out.append((st["rtd_acc"].item() / n, 1 - st["rtd_replaced"].item() / n))
+    return out
+
+
+def test_electra_discriminator_leaves_the_base_rate_when_replacements_are_detectable():
+    """The evidence runs found replaced-token detection at the all-original base rate. Where a replaced token can
+    be told from its position, the jointly trained discriminator must beat the base rate within tens of steps,
+    while the generator still errs (base rate well under 1). (With a random phase only context tells, the
+    generator soon samples plausible tokens, and detection sits at the base rate for as long as the MLM does not
+    learn the cycle: the evidence corpora's plateau; see the issue 16 notes.)"""
+    fixed = electra_on_a_cycle(steps=40)
+    assert any(base < 0.95 and acc > base + 0.05 for acc, base in fixed), fixed
+
+
 def test_gumbel_sampling_follows_the_softmax():
     logits = torch.tensor([[0.0, 1.0, 2.0]]).expand(20000, 3)
     draws = gumbel_sample(logits, torch.Generator().manual_seed(0))
