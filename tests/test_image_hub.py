@@ -165,3 +165,12 @@ def test_hf_webdataset_tar_shards_through_the_builder(tmp_path):
     assert len(train) == 8 and len(test) == 2 and train.classes == ["0", "1"]
     px = train.take(torch.arange(8)).float().mean((2, 3))
     assert torch.equal(px.argmax(1), train.labels)                           # red for 0, green for 1
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_hf_a_column_that_is_not_a_label_is_a_clear_error(tmp_path, streaming):
+    root = write_hf(tmp_path / "ds", datasets.Value("float32"), {"train": [0.5] * 9, "test": [0.5] * 3})
+    cfg = sources.ImageDataConfig(source="hf", name=str(root), label_column="fine", streaming=streaming)
+    with pytest.raises(D.ImageDataError, match=r"column 'fine' \(Value\('float32'.*is not a label; set "
+                                               "task.data.label_column"):
+        sources.load(cfg, 14)

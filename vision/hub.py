@@ -102,23 +102,35 @@ def image_columns(table, name: str, image_column: str, label_column: str) -> tup
     return image_column, next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
 
 
+def label_kind(feature, name: str, column: str) -> str:
+    """What a label column holds: "classes" (a ClassLabel), "strings" or "integers"; anything else is an error
+    naming the column."""
+    import datasets
+    if isinstance(feature, datasets.ClassLabel):
+        return "classes"
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return "strings"
+    if isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint")):
+        return "integers"
+    raise ImageDataError(f"dataset '{name}': column '{column}' ({feature}) is not a label; set "
+                         "task.data.label_column")
+
+
 def class_labels(table, column: str, name: str, split: str, classes: list[str] | None = None):
     """The table with ``column`` as integer labels 0..C-1, and the class names: ``classes`` when given (a test split
     takes its train split's), else the ClassLabel names, the sorted distinct strings of a text column, or '0'..'C-1'."""
     import datasets
     feature = table.features[column]
-    if isinstance(feature, datasets.ClassLabel):
+    kind = label_kind(feature, name, column)
+    if kind == "classes":
         classes = classes or list(feature.names)
-    elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+    elif kind == "strings":
         classes = classes or sorted({str(v) for v in table[column]})
         unknown = sorted({str(v) for v in table[column]} - set(classes))
         if unknown:
             raise ImageDataError(f"dataset '{name}' split '{split}': column '{column}' has classes the training "
                                  f"split lacks: {', '.join(unknown[:5])}")
         table = table.cast_column(column, datasets.ClassLabel(names=classes))
-    elif not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
-        raise ImageDataError(f"dataset '{name}': column '{column}' ({feature}) is not a label; set "
-                             "task.data.label_column")
     y = np.asarray(table.with_format("numpy")[column])
     if classes is None:
         classes = [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]

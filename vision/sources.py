@@ -151,9 +151,7 @@ def _hf(cfg: ImageDataConfig, size: int):
 
 
 def _hf_stream(cfg: ImageDataConfig, size: int):
-    import datasets
-
-    from .hub import hf_splits, image_columns
+    from .hub import hf_splits, image_columns, label_kind
     from .stream import ImageStream, StreamedImages
     train_t, test_t, test_name = hf_splits(cfg.name, cfg.train_split, cfg.test_split, cfg.download, cfg.data_files,
                                            streaming=True)
@@ -163,12 +161,12 @@ def _hf_stream(cfg: ImageDataConfig, size: int):
     classes: list[str] = []
     if label_col is not None:
         feature = train_t.features[label_col]
-        if isinstance(feature, datasets.ClassLabel):
-            classes = list(feature.names)
-        elif not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+        kind = label_kind(feature, cfg.name, label_col)
+        if kind == "strings":
             raise D.ImageDataError(f"dataset '{cfg.name}': a streamed label column must hold integers or a ClassLabel"
-                                   f", not {feature} ('{label_col}'); naming string classes needs a pass over the "
+                                   f", not strings ('{label_col}'); naming string classes needs a pass over the "
                                    "whole split: load it without task.data.streaming")
+        classes = list(feature.names) if kind == "classes" else []
     opts = dict(strict=cfg.strict, max_pixels=cfg.max_pixels, buffer=cfg.shuffle_buffer)
     train = StreamedImages(ImageStream(train_t, image_col, label_col, classes, size, f"{cfg.name}[{cfg.train_split}]",
                                        **opts), cfg.stream_sample)
