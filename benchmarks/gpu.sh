@@ -2,7 +2,8 @@
 # One prepared run of every GPU check of issue 20 on one H200, inside ~9 minutes of device time:
 #   bash benchmarks/gpu.sh [cuda|cpu] [DEST]
 # Stages run in order of importance, each under a time limit cut to what is left of the run's deadline
-# (GPU_DEADLINE_S, default 540 s); a stage that cannot start in time is listed as skipped. Each stage writes its
+# (GPU_DEADLINE_S, default 540 s); a stage that cannot start in time is listed as skipped. GPU_STAGES, a
+# pattern of stage names (default: all), picks some: GPU_STAGES='levers*' for the speed levers alone. Each stage writes its
 # table into DEST/RESULTS.md (a copy of benchmarks/RESULTS.md: copy it back to commit the figures) and its output
 # into DEST/gpu.log; DEST/stages.txt says how each stage ended. `cpu` runs the same stages at tiny sizes to prove
 # the script on a CPU before a GPU is spent on it.
@@ -42,6 +43,8 @@ fi
 stage() {  # stage NAME LIMIT_S COMMAND...: run under min(LIMIT_S, time left); record how it ended
   local name=$1 limit=$2 left t0=$SECONDS rc
   shift 2
+  # shellcheck disable=SC2053  # GPU_STAGES is a pattern
+  [[ $name == ${GPU_STAGES:-*} ]] || return 0
   left=$((DEADLINE - (SECONDS - START)))
   if [ "$left" -lt 20 ]; then echo "$name | skipped (deadline) | 0 s" | tee -a "$STAGES"; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -73,6 +76,11 @@ stage "mae fed" 100 $C fed --device $DEV $FED --work "$WORK" --write "$RES"
 stage "mae profile" 60 $C profile --device $DEV --suite mae --size ${SIZE} --batch ${BATCH} --write "$RES"
 stage "mim methods" 90 $T --suite mim ${BENCH/--batch 256/--batch 64} --write "$RES"   # data2vec: 16 copies/image
 stage "text objectives" 120 $T --suite objectives $BENCH --write "$RES"
+L="$PY -m benchmarks.gpu_levers"
+stage "levers mae eager" 120 $L --suite mae $BENCH --levers patch-matmul sdpa-flash sdpa-efficient sdpa-cudnn \
+  --write "$RES"
+stage "levers mae compiled" 200 $L --suite mae $BENCH --compile --levers patch-matmul --write "$RES"
+stage "levers bert compiled" 200 $L --suite bert $BENCH --compile --levers no-dropout --write "$RES"
 echo "total $((SECONDS - START)) s" | tee -a "$STAGES"
 tar -czf "$DEST/run-logs.tgz" -C "$WORK" --exclude=checkpoints --exclude='*.safetensors' --exclude='*.pt' . 2>/dev/null
 # the tables this run wrote, for the reply's tail
