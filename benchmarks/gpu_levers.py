@@ -8,15 +8,15 @@
 
 Each lever is applied to a copy of our model (same weights) or around its loss call; the contenders are timed
 interleaved by `benchmarks.throughput.measure`, so the ratio against the unchanged step is what the lever buys.
-A lever that should not change the function is first checked to give the unchanged model's loss (fp32, eval mode,
-the same random numbers); one that changes the recipe (no-dropout) says so. A lever the device cannot run (an SDPA
-backend that refuses a shape) is reported, not hidden.
+A lever that should not change the function is first checked to give the unchanged model's loss (eval mode, the
+step's precision, the same random numbers); one that changes the recipe (no-dropout) says so. A lever the device
+cannot run (an SDPA backend that refuses a shape) is reported, not hidden.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import datetime
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.distributed import pick_device, resolve_precision
-from selfsup.results import code_version, hardware
+from selfsup.distributed import autocast, pick_device, resolve_precision
+from selfsup.results import stamp
 
 from .throughput import SUITES, Contender, Suite, measure, publish
 
@@ -53,17 +53,14 @@ def patch_matmul(model: nn.Module) -> nn.Module:
 
 
 def no_dropout(model: nn.Module) -> nn.Module:
-    """Dropout off everywhere (the Cramming recipe pretrains without it): modules and attention probabilities."""
+    """Dropout off everywhere (the Cramming recipe pretrains without it): the modules, and attention's probability
+    where a module keeps it as a number."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
         for name in ("dropout_prob", "attention_dropout"):
             if isinstance(getattr(m, name, None), float):
                 setattr(m, name, 0.0)
-    for m in model.modules():
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if hasattr(getattr(m, "config", None), name):
-                setattr(m.config, name, 0.0)
     return model
 
 
@@ -100,16 +97,32 @@ LEVERS = {
 }
 
 
-def loss_difference(base: Contender, other: Contender, batch, device: torch.device) -> float:
-    """Relative difference of the two losses on one batch in fp32, eval mode, from the same random numbers."""
+# how far a lever that keeps the function may move the loss: rounding of the step's precision
+SAME_LOSS = {"fp32": 1e-4, "bf16": 2e-2, "fp16": 1e-2}
+
+
+def loss_difference(base: Contender, other: Contender, batch, device: torch.device, precision: str) -> float:
+    """Relative difference of the two losses on one batch, eval mode, at the step's precision (flash and cuDNN
+    attention exist only in half precision), from the same random numbers; TF32 off, so that fp32 means fp32."""
     values = []
-    for c in (base, other):
-        model = copy.deepcopy(c.model).float().to(device).eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)
-            values.append(float(c.loss(model, batch)))
-        del model
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False), _no_tf32_matmul():
+        for c in (base, other):
+            model = c.model.to(device).eval()
+            with torch.no_grad(), autocast(device, precision), \
+                    torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(0)
+                values.append(float(c.loss(model, batch)))
     return abs(values[1] - values[0]) / max(abs(values[0]), 1e-12)
+
+
+@contextlib.contextmanager
+def _no_tf32_matmul():
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def run(suite_name: str, size: str, batch: int, device: torch.device, precision: str, compile: bool,
@@ -122,16 +135,18 @@ def run(suite_name: str, size: str, batch: int, device: torch.device, precision:
         if suite_name not in lever.suites:
             raise SystemExit(f"lever {name} applies to the {' and '.join(lever.suites)} suite, not {suite_name}")
         c = Contender(f"{name}: {lever.what}", lever.apply(copy.deepcopy(ours.model)), lever.wrap(ours.loss))
-        try:
-            diff = loss_difference(contenders[0], c, suite.batch, device)
-        except RuntimeError as e:                          # e.g. an SDPA backend that refuses this shape or device
-            notes[name] = f"cannot run here: {str(e).strip().splitlines()[0][:160]}"
-            continue
-        if lever.same_function and diff > 1e-4:
-            notes[name] = f"computes another function (loss differs by {diff:.1e}): not timed"
-            continue
-        notes[name] = f"same loss (relative difference {diff:.1e})" if lever.same_function else \
-            "changes the recipe: its loss is not compared"
+        if lever.same_function:
+            try:
+                diff = loss_difference(contenders[0], c, suite.batch, device, precision)
+            except RuntimeError as e:                      # e.g. an SDPA backend that refuses this shape or device
+                notes[name] = f"cannot run here: {str(e).strip().splitlines()[0][:160]}"
+                continue
+            if diff > SAME_LOSS[precision]:
+                notes[name] = f"computes another function (loss differs by {diff:.1e}): not timed"
+                continue
+            notes[name] = f"same loss (relative difference {diff:.1e} at {precision})"
+        else:
+            notes[name] = "changes the recipe: its loss is not compared"
         contenders.append(c)
     rows = measure(Suite(suite.unit, suite.batch, batch, suite.tokens_per_sample, contenders), device, precision,
                    compile, steps, repeats)
@@ -162,7 +177,7 @@ def main(argv=None) -> None:
     flag = " --compile" if args.compile else ""
     lines = [f"### Levers on our {args.suite} step — {args.size}, batch {args.batch}, {precision}"
              f"{', compiled' if args.compile else ''}", "",
-             f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()}", "",
+             stamp(device), "",
              f"Command: `python -m benchmarks.gpu_levers --suite {args.suite} --device {args.device} --size "
              f"{args.size} --batch {args.batch} --steps {args.steps} --repeats {args.repeats}{flag} --levers "
              f"{' '.join(args.levers)}`", "",

@@ -13,8 +13,6 @@ and the ratio of medians is printed. A step is forward + backward + optimizer st
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ import torch
 
 from selfsup.distributed import autocast, pick_device, resolve_precision
 from selfsup.metrics import count_training_flops, peak_flops
-from selfsup.results import code_version, hardware
+from selfsup.results import stamp
 
 
 @dataclass
@@ -173,28 +171,35 @@ SUITES = {"mae": mae_suite, "bert": bert_suite, "caption": caption_suite, "mim":
           "objectives": objectives_suite}
 
 
+def training_step(c: Contender, batch, device: torch.device, precision: str, compile: bool) -> Callable[[], None]:
+    """One contender's step as timed: forward under autocast, backward, AdamW (fused on CUDA); compiled and warmed
+    up (3 steps) before it is returned."""
+    model = c.model.to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                            fused=device.type == "cuda" or None)
+
+    def step():
+        with autocast(device, precision):
+            loss = c.loss(model, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if compile:
+        model.compile()
+    for _ in range(3):                      # warm-up (and compilation)
+        step()
+    return step
+
+
 def measure(suite: Suite, device: torch.device, precision: str, compile: bool, steps: int, repeats: int) -> list[dict]:
     if not suite.train:
         return measure_inference(suite, device, precision, steps, repeats)
     runners = []
     for c in suite.contenders:
         model = c.model.to(device).train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                fused=device.type == "cuda" or None)
-
-        def step(model=model, opt=opt, loss_fn=c.loss):
-            with autocast(device, precision):
-                loss = loss_fn(model, suite.batch)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
         flops = count_training_flops(lambda m=model, f=c.loss: f(m, suite.batch).backward())
-        opt.zero_grad(set_to_none=True)
-        if compile:
-            model.compile()
-        for _ in range(3):                      # warm-up (and compilation)
-            step()
-        runners.append((c.name, step, flops))
+        model.zero_grad(set_to_none=True)
+        runners.append((c.name, training_step(c, suite.batch, device, precision, compile), flops))
 
     times = interleaved([(name, step) for name, step, _ in runners], device, steps, repeats)
     peak = peak_flops(device, precision)
@@ -252,8 +257,7 @@ def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.dev
     lines = [f"### {suite_name} {what} — {args.size}, batch {args.batch}, {precision}"
              f"{', compiled' if args.compile else ''}"
              f"{f', beams {args.beams}' if unit == 'caption' else ''}",
-             "", f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()} · "
-             f"{platform.python_version()}", "",
+             "", stamp(device, python=True), "",
              f"Command: `python -m benchmarks.throughput --suite {suite_name} --size {args.size} "
              f"--device {args.device} "
              f"--batch {args.batch} --steps {args.steps} --repeats {args.repeats}{' --compile' if args.compile else ''}"
@@ -324,8 +328,7 @@ def main(argv=None) -> None:
         from .ppo_speed import measure_ppo
         from .ppo_speed import render as render_ppo
         header = [f"### PPO env steps/s, frozen ViT encoder — MiniGrid-Empty-5x5, preset minigrid, {precision}", "",
-                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · "
-                  f"code {code_version()}", "",
+                  stamp(device), "",
                   f"Command: `selfsup bench --suite ppo --device {args.device} --repeats {args.repeats}"
                   f"{' --set ' + ' '.join(args.set) if args.set else ''}`", ""]
         rows = measure_ppo(device, precision, args.repeats, args.set)
@@ -337,8 +340,7 @@ def main(argv=None) -> None:
         what = f"`{args.data}`" if args.data else f"{args.images} synthetic 500x375 JPEGs"
         header = [f"### Image decoding for training — {what}, stored at {args.store_size} px, crops {args.crop} px, "
                   f"batch {args.batch}", "",
-                  f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · "
-                  f"code {code_version()}", "",
+                  stamp(device), "",
                   f"Command: `selfsup bench --suite decode {source} --store-size {args.store_size} --crop {args.crop} "
                   f"--batch {args.batch} --workers {args.workers} --steps {args.steps} --repeats {args.repeats}`", ""]
         publish(run_decode(args, header), args.write, f"decode-{Path(args.data).name if args.data else 'synthetic'}")

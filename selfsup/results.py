@@ -77,6 +77,13 @@ def code_version() -> str:
 RESULT_FIELDS = {f.name for f in fields(Result)}
 
 
+def stamp(device: torch.device, python: bool = False) -> str:
+    """The line under a measured table: date · hardware · torch · code version (· Python)."""
+    import datetime
+    line = f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()}"
+    return f"{line} · {platform.python_version()}" if python else line
+
+
 def hardware(device: torch.device, world_size: int = 1) -> str:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

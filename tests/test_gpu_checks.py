@@ -23,16 +23,22 @@ def test_compare_uses_only_steps_both_logged_after_the_start():
     assert math.isnan(gpu_checks.compare(a, {}, 0)[0])
 
 
-def fake_runs(monkeypatch, drift: float = 0.0, fail: str | None = None):
-    """Replace each `selfsup train` process by a curve: every arm the same, the resumed half shifted by ``drift``."""
+def fake_runs(monkeypatch, drift: float = 0.0, fail: str | None = None, ignore_stop_at: bool = False,
+              drop_step: int | None = None):
+    """Replace each `selfsup train` process by a curve: every arm the same, the resumed half shifted by ``drift``;
+    a stopped run leaves the status `trainer.stop_at` leaves, and a resume says where it resumed."""
     def train_run(task, run_dir, device, steps, precision, compile, extra, resume=False):
         if fail and run_dir.name == fail:
             return 1, "Traceback ...\nRuntimeError: boom"
         stop = next((int(x.split("=")[1]) for x in extra if x.startswith("trainer.stop_at=")), steps)
+        stop = steps if ignore_stop_at else stop
         old = gpu_checks.losses(run_dir)
-        curve = {s: 5.0 / s + (drift if resume else 0.0) for s in range(1, stop + 1) if s not in old}
+        curve = {s: 5.0 / s + (drift if resume else 0.0) for s in range(1, stop + 1)
+                 if s not in old and s != drop_step}
         write_curve(run_dir, {**old, **curve})
-        return 0, ""
+        state = "interrupted" if stop < steps else "complete"
+        (run_dir / "status.json").write_text(json.dumps({"state": state, "step": stop}))
+        return 0, f"[selfsup] resuming {run_dir} from ckpt (step {max(old)})" if resume and old else ""
     monkeypatch.setattr(gpu_checks, "train_run", train_run)
 
 
@@ -55,6 +61,20 @@ def test_a_failed_run_fails_and_says_why(monkeypatch, tmp_path):
     lines, ok = gpu_checks.train_checks("cpu", 10, 2, tmp_path)
     assert not ok
     assert any("bert bf16 failed: exit 1: RuntimeError: boom" in line for line in lines)
+
+
+def test_a_run_that_ignores_stop_at_fails(monkeypatch, tmp_path):
+    fake_runs(monkeypatch, ignore_stop_at=True)
+    lines, ok = gpu_checks.train_checks("cpu", 10, 2, tmp_path)
+    assert not ok
+    assert any("stop_at=5 left state 'complete' at step 10" in line for line in lines)
+
+
+def test_a_missing_step_fails(monkeypatch, tmp_path):
+    fake_runs(monkeypatch, drop_step=3)
+    lines, ok = gpu_checks.train_checks("cpu", 10, 2, tmp_path)
+    assert not ok
+    assert any("| bf16 vs fp32 | 9 of 10 |" in line and "FAILED" in line for line in lines)
 
 
 def test_code_version_names_the_tree_a_copy_was_made_from(monkeypatch):

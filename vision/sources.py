@@ -166,7 +166,8 @@ def _hf_stream(cfg: ImageDataConfig, size: int):
             raise D.ImageDataError(f"dataset '{cfg.name}': a streamed label column must hold integers or a ClassLabel"
                                    f", not strings ('{label_col}'); naming string classes needs a pass over the "
                                    "whole split: load it without task.data.streaming")
-        classes = list(feature.names) if kind == "classes" else []
+        if kind == "classes":
+            classes = list(feature.names)
     opts = dict(strict=cfg.strict, max_pixels=cfg.max_pixels, buffer=cfg.shuffle_buffer)
     train = StreamedImages(ImageStream(train_t, image_col, label_col, classes, size, f"{cfg.name}[{cfg.train_split}]",
                                        **opts), cfg.stream_sample)
