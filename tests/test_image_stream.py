@@ -3,8 +3,10 @@ a new order each pass, ranks disjoint, exact resume (with and without the saved 
 sample, clear errors, and MAE trained and resumed from a stream end to end."""
 import io
 import json
+import tarfile
 
 import datasets
+import fsspec
 import pytest
 import torch
 from PIL import Image
@@ -173,6 +175,47 @@ def test_stopping_the_stream_ends_its_threads(tmp_path):
             break
         time.sleep(0.05)
     assert threading.active_count() == before
+
+
+@pytest.fixture
+def bucket():
+    """Object storage as fsspec sees it (s3://, gs://, ...), offline: fsspec's in-memory filesystem."""
+    fs = fsspec.filesystem("memory")
+    fs.mkdir("/bucket")
+    yield fs
+    fs.rm("/bucket", recursive=True)
+
+
+def one_pass(train) -> torch.Tensor:
+    return torch.stack(take(train.stream.batches(plan(), view), N // 4)).reshape(-1, 3)
+
+
+def test_streams_parquet_shards_from_object_storage(bucket):
+    for s in range(SHARDS):
+        with bucket.open(f"/bucket/pq/train-{s:05d}.parquet", "wb") as f:
+            table(range(s, N, SHARDS)).to_parquet(f)
+    train, _ = sources.load(stream_cfg("memory://bucket/pq/*.parquet"), 8)
+    seen = one_pass(train)
+    assert sorted(seen[:, 0].tolist()) == list(range(N)) and train.stream.classes == CLASSES
+    assert (seen[:, 1] == seen[:, 0] % 3).all()
+
+
+def test_streams_webdataset_tars_with_their_cls_labels(bucket):
+    """WebDataset's layout (KEY.png + KEY.cls per sample, tar shards): the class comes from `cls` unasked."""
+    for s in range(2):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for i in range(s, N, 2):
+                for ext, data in (("png", png(i)), ("cls", str(i % 3).encode())):
+                    info = tarfile.TarInfo(f"{i:06d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        with bucket.open(f"/bucket/wds/train-{s:05d}.tar", "wb") as f:
+            f.write(buf.getvalue())
+    cfg = sources.ImageDataConfig(source="hf", name="webdataset", data_files="memory://bucket/wds/*.tar",
+                                  streaming=True, shuffle_buffer=8)
+    seen = one_pass(sources.load(cfg, 8)[0])
+    assert sorted(seen[:, 0].tolist()) == list(range(N)) and (seen[:, 1] == seen[:, 0] % 3).all()
 
 
 def test_streaming_settings_are_checked(tmp_path):

@@ -79,7 +79,8 @@ def hf_splits(name: str, train_split: str, test_split: str, download: bool, data
 
 def image_columns(table, name: str, image_column: str, label_column: str) -> tuple[str, str | None]:
     """The image column (``image_column``, else the first Image feature) and the label column (``label_column``,
-    else label/labels/fine_label/the first ClassLabel; None when there is none)."""
+    else label/labels/fine_label/cls (WebDataset's name for the class)/the first ClassLabel; None when there is
+    none)."""
     import datasets
     features = table.features
     if image_column:
@@ -96,7 +97,7 @@ def image_columns(table, name: str, image_column: str, label_column: str) -> tup
             raise ImageDataError(f"dataset '{name}' has no column '{label_column}' (task.data.label_column); "
                                  f"it has {', '.join(features)}")
         return image_column, label_column
-    for c in ("label", "labels", "fine_label"):
+    for c in ("label", "labels", "fine_label", "cls"):
         if c in features:
             return image_column, c
     return image_column, next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)

@@ -29,7 +29,7 @@ class ImageDataConfig:
     train_split: str = "train"  # hf: the training split
     test_split: str = ""      # hf: the held-out split ("": validation/valid/val/test, whichever it has, else 80/20)
     image_column: str = ""    # hf: "" = the first Image column
-    label_column: str = ""    # hf: "" = label/labels/fine_label or the first ClassLabel column (none: unlabelled)
+    label_column: str = ""    # hf: "" = label/labels/fine_label/cls or the first ClassLabel column (none: unlabelled)
     num_train: int = 20000    # scenes: images rendered for training (pretraining and probe training)
     num_test: int = 2000      # scenes: held-out images for probe testing
     seed: int = 0             # scenes/digits: which scenes or split (fixed across training seeds)
