@@ -8,8 +8,11 @@
 # table into DEST/RESULTS.md (a copy of benchmarks/RESULTS.md: copy it back to commit the figures) and its output
 # into DEST/gpu.log; DEST/stages.txt says how each stage ended. `cpu` runs the same stages at tiny sizes to prove
 # the script on a CPU before a GPU is spent on it.
-# On the device machine (no package registry), wheels of what its image lacks are carried in .whl/ and the
-# project is installed from this tree into /tmp/site; SELFSUP_CODE_VERSION names the commit (no .git travels).
+# On the device machine (no package registry) the tree runs in place with the wheels its image lacks, carried in
+# .whl/ (ignored by git; its image had torch, timm and transformers but not omegaconf):
+#   echo /.whl/ >> .git/info/exclude; python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_17_x86_64 -d .whl omegaconf==2.4.0
+# and SELFSUP_CODE_VERSION names the commit (the copy's .git, if any, need not match its files).
 set -uo pipefail
 shopt -s extglob
 cd "$(dirname "$0")/.."
