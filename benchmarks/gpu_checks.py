@@ -15,7 +15,6 @@ it). The runs are independent, so they share the device `--jobs` at a time: this
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import subprocess
@@ -29,6 +28,7 @@ import torch
 
 from selfsup.metrics import read_metrics
 from selfsup.results import hardware, stamp
+from selfsup.runs import read_status
 
 ROOT = Path(__file__).resolve().parent.parent
 # (arm, precision, compile): each task trains these from the same seed
@@ -118,10 +118,9 @@ def last_error(text: str) -> str:
 
 def stopped_half_way(run_dir: Path, step: int) -> str | None:
     """None when the run stopped at ``step`` as `trainer.stop_at` stops it, else what went wrong."""
-    try:
-        status = json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError) as e:
-        return f"no readable status.json after stop_at ({e})"
+    status = read_status(run_dir)
+    if status is None:
+        return "no readable status.json after stop_at"
     if status.get("state") != "interrupted" or status.get("step") != step:
         return f"stop_at={step} left state {status.get('state')!r} at step {status.get('step')}"
     return None

@@ -6,6 +6,7 @@ where and how (seed, config hash, code version, hardware, wall time, throughput)
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import math
@@ -79,7 +80,6 @@ RESULT_FIELDS = {f.name for f in fields(Result)}
 
 def stamp(device: torch.device, python: bool = False) -> str:
     """The line under a measured table: date · hardware · torch · code version (· Python)."""
-    import datetime
     line = f"{datetime.date.today()} · {hardware(device)} · torch {torch.__version__} · code {code_version()}"
     return f"{line} · {platform.python_version()}" if python else line
 
