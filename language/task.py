@@ -362,7 +362,7 @@ class BertTask:
             scores.append(Score(ds, "valid", "data2vec_loss", r["d2v_loss"], extra | {"n_tokens": int(sums["d2v_n"])}))
         if hasattr(model, "mlm_logits"):
             scores += self._pseudo_perplexity(model, device, ds)
-        scores += self._topic_probe(model, device, ds)
+        scores += self.topic_probe(model, device, ds)
         scores.append(Score(ds, "train", "train_flops_per_example", self._flops_per_example(model, examples),
                             {"objective": self.cfg.objective, "counted": "torch.utils.flop_counter, forward+backward"}))
         return scores
@@ -396,8 +396,10 @@ class BertTask:
         return [Score(ds, "valid", "pseudo_perplexity", math.exp(nll / count),
                       {"sentences": len(sentences), "tokens": count, "head": self.objective.mlm_head})]
 
-    def _topic_probe(self, model, device, ds) -> list[Score]:
-        """Linear probe and kNN on frozen document features, predicting the document's topic."""
+    def topic_probe(self, model, device, ds) -> list[Score]:
+        """Linear probe and kNN on frozen document features, predicting the document's topic: one pair of scores
+        per feature ``model.encode`` returns (the objectives return ``cls`` and ``mean``; any named (B, D)
+        features work, e.g. one per layer in ``benchmarks/text_probe_diagnosis.py``)."""
         docs = self.corpus["all"]
         topics = Counter(d.topic for d in docs if d.topic)
         keep = [t for t, n in topics.most_common(self.cfg.eval.probe_topics) if n >= 10]
@@ -408,14 +410,14 @@ class BertTask:
         pick = sample_indices(len(docs), self.cfg.eval.probe_docs, self.cfg.data_seed, labels)
         order = pick[torch.randperm(len(pick), generator=torch.Generator().manual_seed(self.cfg.data_seed))]
         docs, labels = [docs[i] for i in order.tolist()], labels[order]
-        feats = {"cls": [], "mean": []}
+        feats: dict[str, list[torch.Tensor]] = {}
         for i in progress(range(0, len(docs), 64), desc="topic probe features", leave=False):
             enc = self.tokenizer([" ".join(d.sentences) for d in docs[i:i + 64]], truncation=True,
                                  max_length=self.cfg.max_len, padding="max_length", return_tensors="pt")
             out = model.encode(enc["input_ids"].to(device), enc["token_type_ids"].to(device),
                                enc["attention_mask"].to(device))
-            for k in feats:
-                feats[k].append(out[k].float().cpu())
+            for k, v in out.items():
+                feats.setdefault(k, []).append(v.float().cpu())
         split = int(0.7 * len(docs))
         x = {k: torch.cat(v) for k, v in feats.items()}
         scores = probe_scores({k: v[:split] for k, v in x.items()}, labels[:split],

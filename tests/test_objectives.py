@@ -224,20 +224,6 @@ def test_each_objective_reports_what_it_has(objective, expected, absent, corpus_
     assert res["train_flops_per_example"]["value"] > 0
 
 
-@pytest.fixture(scope="module")
-def topic_folder(tmp_path_factory):
-    """Four text files (topic = file name), each fifteen paragraphs in the topic's own words."""
-    root = tmp_path_factory.mktemp("topics")
-    words = {"cats": "whiskers purr mouse milk", "ships": "sail harbour anchor mast", "stars": "orbit comet galaxy "
-             "telescope", "bread": "flour oven yeast crust"}
-    for topic, w in words.items():
-        w = w.split()
-        paragraphs = [f"The {w[i % 4]} and the {w[(i + 1) % 4]} were here. Then a {w[(i + 2) % 4]} came by the "
-                      f"{w[(i + 3) % 4]} again." for i in range(15)]
-        (root / f"{topic}.txt").write_text("\n\n".join(paragraphs) + "\n")
-    return root
-
-
 @pytest.mark.parametrize("objective", ["mlm+nsp", "electra", "data2vec"])
 def test_topic_probe_reads_each_objectives_frozen_features(objective, topic_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))

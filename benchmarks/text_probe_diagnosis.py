@@ -1,0 +1,167 @@
+"""Where does a text encoder keep, or lose, a document's topic? The `bert` task's topic probe read layer by
+layer, with the feature geometry that explains it.
+
+    python -m benchmarks.text_probe_diagnosis --runs runs/standard/data2vec-text-stdlib-s0 \\
+        runs/standard/bert-mlm-stdlib-s0 runs/standard/random-bert-stdlib-s0 ... [--write benchmarks/RESULTS.md]
+
+Each run is a finished `selfsup train bert` run with an ``export/`` folder; its config.yaml gives the corpus and the
+probe's documents and split (the ones its evaluation used) and the export gives the weights and tokenizer. Runs are
+grouped by objective (runs named ``random-*`` are random weights) and each cell is the mean ± std over the group.
+For the output of every layer (0 = the embeddings, then each block), over real tokens:
+
+- linear / kNN: the evaluation's topic probe on the layer's mean-pooled features (test top-1);
+- between-document share: the part of the tokens' feature variance (summed over channels) that the document's
+  mean explains. Mean pooling keeps only this part: a layer whose features vary within documents but hardly
+  between them gives documents near-identical mean features;
+- effective rank: exp of the entropy of the tokens' normalised singular values (centred): how many directions the
+  tokens use, out of the width.
+
+Why look: data2vec's targets are instance-normalised over the sequence, per block and channel (fairseq's
+``instance_norm_target_layer``), so whatever the teacher's features share across a document's positions — its mean,
+where mean pooling reads the topic — is subtracted from what the student regresses. A student trained on such
+targets has no reason to keep a document-level component, and nothing keeps it from spending its width on
+within-document variation instead. The between-document share tests that reading.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoModel
+
+from language.model import features
+from language.task import BertTask
+from selfsup.config import load_saved, resolve
+from selfsup.errors import UserError
+from selfsup.results import code_version
+from selfsup.task import build_task
+
+from .throughput import publish
+
+
+class LayerFeatures(nn.Module):
+    """An exported encoder whose ``encode`` returns every layer's mean-pooled features, ``layer0`` .. ``layerL``."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval()
+
+    @torch.no_grad()
+    def hidden_states(self, input_ids, token_type_ids, attention_mask) -> tuple[torch.Tensor, ...]:
+        return self.encoder(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask,
+                            output_hidden_states=True).hidden_states                   # L+1 x (B, T, D)
+
+    def encode(self, input_ids, token_type_ids, attention_mask) -> dict[str, torch.Tensor]:
+        states = self.hidden_states(input_ids, token_type_ids, attention_mask)
+        return {f"layer{i}": features(h, attention_mask)["mean"] for i, h in enumerate(states)}
+
+
+def between_share(tokens: torch.Tensor, group: torch.Tensor) -> float:
+    """Share of the tokens' total variance (N, D), summed over channels, explained by their groups' means (group:
+    (N,) e.g. each token's document or position): sum_g n_g |mean_g - mean|^2 / sum_i |x_i - mean|^2."""
+    centred = tokens - tokens.mean(0)
+    n = torch.bincount(group).clamp(min=1).float()                                     # (groups,)
+    means = torch.zeros(len(n), tokens.shape[1]).index_add_(0, group, centred) / n[:, None]
+    return float((n * means.pow(2).sum(1)).sum() / centred.pow(2).sum())
+
+
+def effective_rank(tokens: torch.Tensor) -> float:
+    """exp(entropy of the normalised singular values) of the centred tokens (N, D) (Roy & Vetterli, 2007)."""
+    s = torch.linalg.svdvals(tokens - tokens.mean(0))
+    p = s / s.sum()
+    return float(torch.exp(-(p * p.clamp_min(1e-12).log()).sum()))
+
+
+def geometry(model: LayerFeatures, task: BertTask, docs: int, seed: int) -> dict[str, float]:
+    """Between-document and between-position shares and effective rank per layer, over the tokens of a seeded
+    sample of documents; the embedding table's mean row norms (word and position embeddings)."""
+    pool = task.corpus["all"]
+    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:docs].tolist()
+    per_layer: dict[int, list[torch.Tensor]] = defaultdict(list)
+    owner, position = [], []
+    for i in range(0, len(pick), 64):
+        texts = [" ".join(pool[j].sentences) for j in pick[i:i + 64]]
+        enc = task.tokenizer(texts, truncation=True, max_length=task.cfg.max_len, padding="max_length",
+                             return_tensors="pt")
+        real = enc["attention_mask"].bool()                                             # (B, T)
+        states = model.hidden_states(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
+        for layer, h in enumerate(states):
+            per_layer[layer].append(h[real].float())                                    # (tokens, D)
+        owner.append((torch.arange(len(texts)) + i)[:, None].expand_as(real)[real])
+        position.append(torch.arange(real.shape[1]).expand_as(real)[real])
+    doc, position = torch.cat(owner), torch.cat(position)
+    emb = model.encoder.embeddings
+    out = {"layer 0: word-embedding row norm": float(emb.word_embeddings.weight.detach().norm(dim=1).mean()),
+           "layer 0: position-embedding row norm": float(emb.position_embeddings.weight.detach().norm(dim=1).mean())}
+    for layer, chunks in per_layer.items():
+        tokens = torch.cat(chunks)
+        out[f"layer {layer}: between-document share"] = between_share(tokens, doc)
+        out[f"layer {layer}: between-position share"] = between_share(tokens, position)
+        out[f"layer {layer}: effective rank"] = effective_rank(tokens)
+    return out
+
+
+def load_run(run: Path) -> tuple[str, BertTask, LayerFeatures]:
+    """(group name, the run's task with the export's tokenizer, the exported encoder)."""
+    export = run / "export"
+    if not (run / "config.yaml").is_file() or not (export / "config.json").is_file():
+        raise UserError(f"{run} is not a finished bert run with an export: it needs config.yaml and "
+                        f"export/config.json (make it with `selfsup train bert --run-dir {run}` and `selfsup export "
+                        f"bert --checkpoint {run} --out {export}`)")
+    saved = load_saved(BertTask, run / "config.yaml")
+    if "objective" not in saved.task:
+        raise UserError(f"{run}/config.yaml is not a bert run's config (no task.objective)")
+    cfg = resolve(BertTask.Config, BertTask.presets, overrides=[f"task.tokenizer={export}"], base=saved)
+    task = build_task(BertTask, cfg)
+    name = "random weights" if run.name.startswith("random") else str(cfg.task.objective)
+    return name, task, LayerFeatures(AutoModel.from_pretrained(str(export)))
+
+
+def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float]]:
+    name, task, model = load_run(run)
+    row = {}
+    for s in task.topic_probe(model, "cpu", "topics"):
+        kind = "linear" if s.metric.startswith("linear") else "kNN"
+        row[f"{s.extra['pool'].replace('layer', 'layer ')}: {kind}"] = s.value
+    row |= geometry(model, task, geometry_docs, task.cfg.data_seed)
+    return name, row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True, help="finished `selfsup train bert` runs with an export/")
+    p.add_argument("--geometry-docs", type=int, default=512, help="documents whose tokens the geometry reads")
+    p.add_argument("--write", help="update this RESULTS.md with the table")
+    args = p.parse_args()
+    transformers.logging.set_verbosity_error()      # random-weight exports carry unused MLM-head weights: no report
+    rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for run in map(Path, args.runs):
+        name, row = diagnose(run, args.geometry_docs)
+        rows[name].append(row)
+        print(run.name, name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    names = list(rows)
+    metrics = sorted(rows[names[0]][0], key=lambda k: (int(k.split(":")[0].split()[1]), k))
+    lines = ["### Where the topic lives: the topic probe layer by layer, and the features' geometry", "",
+             (f"{datetime.date.today()} · code {code_version()} · mean ± std over runs: "
+              + ", ".join(f"{n} {len(r)}" for n, r in rows.items())
+              + " · layer 0 = embeddings · probes: test top-1 of the evaluation's topic probe on mean-pooled features"),
+             "", f"Command: `python -m benchmarks.text_probe_diagnosis --runs {' '.join(args.runs)}`", "",
+             "| layer: measure | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+    for m in metrics:
+        cells = []
+        for name in names:
+            v = [r[m] for r in rows[name] if m in r]
+            cells.append((f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
+                         if v else "")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    publish(lines, args.write, "text-probe-diagnosis")
+
+
+if __name__ == "__main__":
+    main()
