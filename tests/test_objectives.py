@@ -198,6 +198,18 @@ def test_data2vec_teacher_follows_the_student_and_is_in_the_flops(corpus_file, t
     assert full - without == pytest.approx(teacher_fwd, rel=0.05)
 
 
+@pytest.mark.parametrize("learn", [True, False])
+def test_data2vec_position_embeddings_are_learned_unless_told_not_to(learn, corpus_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    run = args(corpus_file, "data2vec") + ["trainer.max_steps=3", "trainer.eval_at_end=false",
+                                           f"task.data2vec.learn_positions={str(learn).lower()}"]
+    torch.manual_seed(0)
+    start = BertTask(to_object(make_cfg(BertTask, run)).task).build_model().student.embeddings.state_dict()
+    emb = train(BertTask, tmp_path / "run", run)["model"].student.embeddings.state_dict()
+    assert not torch.equal(emb["word_embeddings.weight"], start["word_embeddings.weight"])
+    assert torch.equal(emb["position_embeddings.weight"], start["position_embeddings.weight"]) is not learn
+
+
 def test_electra_flops_hold_the_generator(corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     task = BertTask(to_object(make_cfg(BertTask, args(corpus_file, "electra"))).task)

@@ -55,6 +55,8 @@ class Data2VecSettings:
     decoder_groups: int = 1        # grouped convolutions (text: 1)
     projection_ratio: float = 2.0  # two-layer projection to the width, hidden ratio x wider (text: 2 layers, 2.0)
     input_dropout: float = 0.1     # dropout on the decoder's input (text: 0.1)
+    learn_positions: bool = True   # false: the student's position embeddings keep their initial values, an ablation
+                                   # of the position shortcut (benchmarks/text_probe_diagnosis.py; text: learned)
 
 
 class ConvDecoder(nn.Module):
@@ -168,6 +170,7 @@ class Data2Vec(Objective):
         return example
 
     def _model(self, student: BertModel) -> nn.Module:
+        student.embeddings.position_embeddings.weight.requires_grad_(self.cfg.data2vec.learn_positions)
         return Data2VecText(student, self.cfg.data2vec)
 
     def build(self, vocab_size: int) -> nn.Module:
