@@ -4,9 +4,11 @@ layer, with the feature geometry that explains it.
     python -m benchmarks.text_probe_diagnosis --runs runs/standard/data2vec-text-stdlib-s0 \\
         runs/standard/bert-mlm-stdlib-s0 runs/standard/random-bert-stdlib-s0 ... [--write benchmarks/RESULTS.md]
 
-Each run is a finished `selfsup train bert` run with an ``export/`` folder; its config.yaml gives the corpus and the
-probe's documents and split (the ones its evaluation used) and the export gives the weights and tokenizer. Runs are
-grouped by objective (runs named ``random-*`` are random weights) and each cell is the mean ± std over the group.
+Each run is a finished `selfsup train bert` run with an ``export/`` folder, or one of its exports (e.g.
+``RUN/export-step234``, the encoder at step 234). The run's config.yaml gives the corpus and the probe's documents
+and split (the ones its evaluation used); the export gives the weights and tokenizer. Runs are grouped by name without
+the seed suffix (``data2vec-text-stdlib-s0`` and ``-s1`` form ``data2vec-text-stdlib``; an earlier export adds
+`` @ step234``) and each cell is the mean ± std over the group.
 For the output of every layer (0 = the embeddings, then each block), over real tokens:
 
 - linear / kNN: the evaluation's topic probe on the layer's mean-pooled features (test top-1);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -107,20 +110,22 @@ def geometry(model: LayerFeatures, task: BertTask, docs: int, seed: int) -> dict
     return out
 
 
-def load_run(run: Path) -> tuple[str, BertTask, LayerFeatures]:
-    """(group name, the run's task with the export's tokenizer, the exported encoder)."""
-    export = run / "export"
+def load_run(path: Path) -> tuple[str, BertTask, LayerFeatures]:
+    """(group, the run's task with the export's tokenizer, the exported encoder) for a run folder (its ``export/``)
+    or one of its export folders (e.g. ``export-step234``). The group is the run's name without its seed suffix,
+    and the export's step when it is not the final export."""
+    run, export = (path, path / "export") if (path / "config.yaml").is_file() else (path.parent, path)
     if not (run / "config.yaml").is_file() or not (export / "config.json").is_file():
-        raise UserError(f"{run} is not a finished bert run with an export: it needs config.yaml and "
-                        f"export/config.json (make it with `selfsup train bert --run-dir {run}` and `selfsup export "
-                        f"bert --checkpoint {run} --out {export}`)")
+        raise UserError(f"{path} is neither a finished bert run with an export/ nor one of its export folders: it "
+                        f"needs config.yaml and export/config.json (make them with `selfsup train bert --run-dir "
+                        f"{path}` and `selfsup export bert --checkpoint {path} --out {path / 'export'}`)")
     saved = load_saved(BertTask, run / "config.yaml")
     if "objective" not in saved.task:
         raise UserError(f"{run}/config.yaml is not a bert run's config (no task.objective)")
     cfg = resolve(BertTask.Config, BertTask.presets, overrides=[f"task.tokenizer={export}"], base=saved)
     task = build_task(BertTask, cfg)
-    name = "random weights" if run.name.startswith("random") else str(cfg.task.objective)
-    return name, task, LayerFeatures(AutoModel.from_pretrained(str(export)))
+    group = re.sub(r"-s\d+$", "", run.name) + ("" if export.name == "export" else f" @ {export.name[7:]}")
+    return group, task, LayerFeatures(AutoModel.from_pretrained(str(export)))
 
 
 def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float]]:
@@ -135,7 +140,8 @@ def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, help="finished `selfsup train bert` runs with an export/")
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="finished `selfsup train bert` runs with an export/, or their export folders")
     p.add_argument("--geometry-docs", type=int, default=512, help="documents whose tokens the geometry reads")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args()

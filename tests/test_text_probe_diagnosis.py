@@ -34,10 +34,10 @@ def test_a_run_is_read_layer_by_layer_through_its_export(topic_folder, tmp_path,
     run = TINY_TEXT + ["task.corpus.format=text", f"task.corpus.path={topic_folder}", "task.corpus.doc_chars=60",
                        "task.objective=mlm", "trainer.max_steps=2", "trainer.eval_at_end=false",
                        "task.eval.probe_epochs=200"]
-    out = train(BertTask, tmp_path / "run", run)
-    BertTask(to_object(make_cfg(BertTask, run)).task).export(out["model"].eval(), tmp_path / "run" / "export")
-    name, row = diagnose(tmp_path / "run", geometry_docs=40)
-    assert name == "mlm"
+    out = train(BertTask, tmp_path / "mlm-s3", run)
+    BertTask(to_object(make_cfg(BertTask, run)).task).export(out["model"].eval(), tmp_path / "mlm-s3" / "export")
+    name, row = diagnose(tmp_path / "mlm-s3", geometry_docs=40)
+    assert name == "mlm"                                         # seeds of one arm form one column
     layers = {k.split(":")[0] for k in row}
     assert layers == {"layer 0", "layer 1"}                      # embeddings + the one block of TINY_TEXT
     assert row["layer 0: linear"] > 0.6                          # disjoint words per topic (chance 0.25)
@@ -45,8 +45,10 @@ def test_a_run_is_read_layer_by_layer_through_its_export(topic_folder, tmp_path,
         assert 0 < row[f"{layer}: between-document share"] < 1 and 0 < row[f"{layer}: between-position share"] < 1
         assert 1 < row[f"{layer}: effective rank"] <= 32
     assert row["layer 0: word-embedding row norm"] > 0
+    (tmp_path / "mlm-s3" / "export").rename(tmp_path / "mlm-s3" / "export-step2")      # an export of a given step
+    assert diagnose(tmp_path / "mlm-s3" / "export-step2", geometry_docs=40) == ("mlm @ step2", row)
 
 
 def test_a_folder_without_an_export_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="export/config.json"):
+    with pytest.raises(UserError, match="neither a finished bert run"):
         diagnose(tmp_path, geometry_docs=8)
