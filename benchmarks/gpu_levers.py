@@ -133,7 +133,7 @@ def run(suite_name: str, size: str, batch: int, device: torch.device, precision:
     for name in levers:
         lever = LEVERS[name]
         if suite_name not in lever.suites:
-            raise SystemExit(f"lever {name} applies to the {' and '.join(lever.suites)} suite, not {suite_name}")
+            raise ValueError(f"lever {name} applies to the {' and '.join(lever.suites)} suite, not {suite_name}")
         c = Contender(f"{name}: {lever.what}", lever.apply(copy.deepcopy(ours.model)), lever.wrap(ours.loss))
         if lever.same_function:
             try:
@@ -167,6 +167,9 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args(argv)
+    for name in args.levers:        # a user's error: usage and exit 2, before any model is built
+        if args.suite not in LEVERS[name].suites:
+            p.error(f"--levers {name} applies to --suite {' or '.join(LEVERS[name].suites)}, not {args.suite}")
     device = pick_device(args.device, 0)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)

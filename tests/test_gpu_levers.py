@@ -1,5 +1,6 @@
 """The GPU levers keep the function they claim to keep: the matmul patch embedding equals timm's convolution, a
 lever that changes the loss is refused before timing, and no-dropout leaves no dropout."""
+import pytest
 import torch
 from torch import nn
 
@@ -33,3 +34,11 @@ def test_no_dropout_leaves_no_dropout():
     ids = torch.randint(0, 100, (2, 8))
     a, b = (model.encode(ids, torch.zeros_like(ids), torch.ones_like(ids))["mean"] for _ in range(2))
     torch.testing.assert_close(a, b)                     # train mode, and no noise left
+
+
+def test_a_lever_for_another_suite_is_a_usage_error(capsys):
+    bert_only = next(n for n, lever in LEVERS.items() if "mae" not in lever.suites)
+    with pytest.raises(SystemExit) as e:
+        gpu_levers.main(["--suite", "mae", "--levers", bert_only])
+    assert e.value.code == 2
+    assert f"--levers {bert_only} applies to --suite bert, not mae" in capsys.readouterr().err
