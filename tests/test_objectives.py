@@ -198,6 +198,27 @@ def test_data2vec_teacher_follows_the_student_and_is_in_the_flops(corpus_file, t
     assert full - without == pytest.approx(teacher_fwd, rel=0.05)
 
 
+def test_data2vec_teacher_with_its_own_embeddings_follows_the_students(corpus_file, tmp_path, monkeypatch):
+    """task.data2vec.ema_encoder_only=false: the teacher's embeddings are an EMA copy (moved toward the student's),
+    and its targets come from them, not from the student's embedding output."""
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    run = args(corpus_file, "data2vec") + ["trainer.max_steps=6", "trainer.eval_at_end=false",
+                                           "task.data2vec.ema_encoder_only=false"]
+    task = BertTask(to_object(make_cfg(BertTask, run)).task)
+    torch.manual_seed(0)
+    start = task.build_model().student.embeddings.word_embeddings.weight.detach().clone()
+    model = train(BertTask, tmp_path / "run", run)["model"]
+    t = model.teacher.model.embeddings.word_embeddings.weight
+    s = model.student.embeddings.word_embeddings.weight.detach()
+    assert not torch.equal(t, start) and (t - s).abs().max() < (start - s).abs().max()
+    batch = next(iter(task.train_batches(BatchPlan(4, 1, 0, 1, 0, 0))))
+    seen = {}
+    monkeypatch.setattr(model.teacher, "targets", lambda fn, *a, **k: seen.setdefault("inputs", a) and
+                        torch.zeros(*batch["input_ids"].shape, 32))
+    task.loss(model.train(), batch)
+    assert seen["inputs"][0] is batch["input_ids"]          # token ids, embedded by the teacher itself
+
+
 @pytest.mark.parametrize("learn", [True, False])
 def test_data2vec_position_embeddings_are_learned_unless_told_not_to(learn, corpus_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))

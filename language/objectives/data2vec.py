@@ -1,7 +1,8 @@
 """data2vec 2.0 for text (Baevski et al. 2022), on the teacher machinery shared with vision (selfsup.teacher).
 
 The target is not a token but the teacher's contextualised features. An EMA copy of the encoder's blocks
-(the teacher; fairseq's ``ema_encoder_only``: it reads the student's own embedding output) encodes the
+(the teacher; fairseq's ``ema_encoder_only``: it reads the student's own embedding output; with
+``ema_encoder_only=false`` it keeps an EMA copy of the embeddings as well) encodes the
 unmasked sequence once; the target at each position is the mean of the top-K blocks' FFN outputs (before
 the block's last residual), each instance-normalised over the sequence. The student embeds the sequence
 once, and encodes M differently masked copies of it (``clone_batch``) with the 48% hidden tokens *removed*
@@ -55,6 +56,8 @@ class Data2VecSettings:
     decoder_groups: int = 1        # grouped convolutions (text: 1)
     projection_ratio: float = 2.0  # two-layer projection to the width, hidden ratio x wider (text: 2 layers, 2.0)
     input_dropout: float = 0.1     # dropout on the decoder's input (text: 0.1)
+    ema_encoder_only: bool = True  # the teacher copies the blocks only and reads the student's embedding output;
+                                   # false: it keeps an EMA copy of the embeddings too (text: true)
     learn_positions: bool = True   # false: the student's position embeddings keep their initial values, an ablation
                                    # of the position shortcut (benchmarks/text_probe_diagnosis.py; text: learned)
 
@@ -96,6 +99,12 @@ def ffn_outputs(encoder: nn.Module, x: torch.Tensor, attention_mask: torch.Tenso
     return outs
 
 
+def teacher_ffn_outputs(bert: BertModel, input_ids, token_type_ids, attention_mask) -> list[torch.Tensor]:
+    """``ffn_outputs`` of a whole BERT (a teacher that keeps its own embeddings) on token ids."""
+    return ffn_outputs(bert.encoder, bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids),
+                       attention_mask)
+
+
 class Data2VecText(nn.Module):
     def __init__(self, student: BertModel, s: Data2VecSettings):
         super().__init__()
@@ -106,7 +115,7 @@ class Data2VecText(nn.Module):
         self.settings = s
         self.student = student
         self.decoder = ConvDecoder(student.config.hidden_size, s)
-        self.teacher = EMATeacher(student.encoder, s.teacher)
+        self.teacher = EMATeacher(student.encoder if s.ema_encoder_only else student, s.teacher)
 
     def shard_units(self) -> list[nn.Module]:
         return list(self.student.encoder.layer)
@@ -121,11 +130,15 @@ class Data2VecText(nn.Module):
         rng: for the decoder's noise (else the global generator). Returns (loss, stats)."""
         s = self.settings
         B, M, T = hidden.shape
-        self.teacher.maybe_update(self.student.encoder, accumulate)   # the EMA step after each optimizer step
+        self.teacher.maybe_update(self.student.encoder if s.ema_encoder_only else self.student, accumulate)
         x = self.student.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)            # (B, T, D)
         pad = attention_mask == 0
-        y = self.teacher.targets(ffn_outputs, x.detach(), attention_mask,
-                                 padding_mask=pad if bool(pad.any()) else None)                    # (B, T, D)
+        pad_mask = pad if bool(pad.any()) else None
+        if s.ema_encoder_only:                      # the teacher's blocks on the student's embedding output
+            y = self.teacher.targets(ffn_outputs, x.detach(), attention_mask, padding_mask=pad_mask)  # (B, T, D)
+        else:                                       # the teacher's own embeddings, then its blocks
+            y = self.teacher.targets(teacher_ffn_outputs, input_ids, token_type_ids, attention_mask,
+                                     padding_mask=pad_mask)
 
         keep, hidden = keep.flatten(0, 1), hidden.flatten(0, 1)                                    # (BM, K), (BM, T)
         visible = gather(clone_batch(x, M), keep)                                                  # (BM, K, D)
