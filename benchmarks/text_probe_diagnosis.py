@@ -138,13 +138,16 @@ def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float]]:
     return name, row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True,
                    help="finished `selfsup train bert` runs with an export/, or their export folders")
     p.add_argument("--geometry-docs", type=int, default=512, help="documents whose tokens the geometry reads")
+    p.add_argument("--section", default="objectives",
+                   help="the table's name: its RESULTS.md section is text-probe-diagnosis-SECTION")
+    p.add_argument("--made-by", help="the command that made the runs, printed under the table's command")
     p.add_argument("--write", help="update this RESULTS.md with the table")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     transformers.logging.set_verbosity_error()      # random-weight exports carry unused MLM-head weights: no report
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     for run in map(Path, args.runs):
@@ -153,11 +156,14 @@ def main() -> None:
         print(run.name, name, {k: round(v, 3) for k, v in row.items()}, flush=True)
     names = list(rows)
     metrics = sorted(rows[names[0]][0], key=lambda k: (int(k.split(":")[0].split()[1]), k))
-    lines = ["### Where the topic lives: the topic probe layer by layer, and the features' geometry", "",
+    lines = [f"### Where the topic lives ({args.section}): the topic probe layer by layer, and the features' geometry",
+             "",
              (f"{datetime.date.today()} · code {code_version()} · mean ± std over runs: "
               + ", ".join(f"{n} {len(r)}" for n, r in rows.items())
               + " · layer 0 = embeddings · probes: test top-1 of the evaluation's topic probe on mean-pooled features"),
-             "", f"Command: `python -m benchmarks.text_probe_diagnosis --runs {' '.join(args.runs)}`", "",
+             "", f"Command: `python -m benchmarks.text_probe_diagnosis --section {args.section} --runs "
+                 f"{' '.join(args.runs)}`", "",
+             *([f"Runs made by: `{args.made_by}`", ""] if args.made_by else []),
              "| layer: measure | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
     for m in metrics:
         cells = []
@@ -166,7 +172,7 @@ def main() -> None:
             cells.append((f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
                          if v else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    publish(lines, args.write, "text-probe-diagnosis")
+    publish(lines, args.write, f"text-probe-diagnosis-{args.section}")
 
 
 if __name__ == "__main__":

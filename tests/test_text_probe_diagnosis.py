@@ -3,7 +3,7 @@ layer by layer through its export."""
 import pytest
 import torch
 
-from benchmarks.text_probe_diagnosis import between_share, diagnose, effective_rank
+from benchmarks.text_probe_diagnosis import between_share, diagnose, effective_rank, main
 from language.task import BertTask
 from selfsup.config import to_object
 from selfsup.errors import UserError
@@ -47,6 +47,12 @@ def test_a_run_is_read_layer_by_layer_through_its_export(topic_folder, tmp_path,
     assert row["layer 0: word-embedding row norm"] > 0
     (tmp_path / "mlm-s3" / "export").rename(tmp_path / "mlm-s3" / "export-step2")      # an export of a given step
     assert diagnose(tmp_path / "mlm-s3" / "export-step2", geometry_docs=40) == ("mlm @ step2", row)
+    results = tmp_path / "RESULTS.md"
+    main(["--runs", str(tmp_path / "mlm-s3" / "export-step2"), "--geometry-docs", "40", "--section", "toy",
+          "--made-by", "make toy", "--write", str(results)])
+    text = results.read_text()
+    assert "<!-- text-probe-diagnosis-toy -->" in text and "Runs made by: `make toy`" in text
+    assert f"| layer 0: linear | {row['layer 0: linear']:.3f} |" in text
 
 
 def test_a_folder_without_an_export_is_a_user_error(tmp_path):
