@@ -199,15 +199,19 @@ def test_data2vec_teacher_follows_the_student_and_is_in_the_flops(corpus_file, t
 
 
 def test_data2vec_teacher_with_its_own_embeddings_follows_the_students(corpus_file, tmp_path, monkeypatch):
-    """task.data2vec.ema_encoder_only=false: the teacher's embeddings are an EMA copy (moved toward the student's),
-    and its targets come from them, not from the student's embedding output."""
+    """task.data2vec.teacher_embeddings=true: the teacher's embeddings are an EMA copy (moved toward the student's)
+    that a resumed run restores exactly, and its targets come from them, not from the student's embedding output."""
     monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
     run = args(corpus_file, "data2vec") + ["trainer.max_steps=6", "trainer.eval_at_end=false",
-                                           "task.data2vec.ema_encoder_only=false"]
+                                           "task.data2vec.teacher_embeddings=true"]
     task = BertTask(to_object(make_cfg(BertTask, run)).task)
     torch.manual_seed(0)
     start = task.build_model().student.embeddings.word_embeddings.weight.detach().clone()
     model = train(BertTask, tmp_path / "run", run)["model"]
+    train(BertTask, tmp_path / "resumed", run + ["trainer.stop_at=3"])
+    resumed = train(BertTask, tmp_path / "resumed", run, resume=True)["model"]
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, resumed.teacher.state_dict()[k]), k
     t = model.teacher.model.embeddings.word_embeddings.weight
     s = model.student.embeddings.word_embeddings.weight.detach()
     assert not torch.equal(t, start) and (t - s).abs().max() < (start - s).abs().max()

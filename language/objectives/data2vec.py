@@ -1,8 +1,8 @@
 """data2vec 2.0 for text (Baevski et al. 2022), on the teacher machinery shared with vision (selfsup.teacher).
 
 The target is not a token but the teacher's contextualised features. An EMA copy of the encoder's blocks
-(the teacher; fairseq's ``ema_encoder_only``: it reads the student's own embedding output; with
-``ema_encoder_only=false`` it keeps an EMA copy of the embeddings as well) encodes the
+(the teacher; fairseq's ``ema_encoder_only``: it reads the student's own embedding output, dropout included; with
+``teacher_embeddings=true`` it keeps an EMA copy of the embeddings as well, run without dropout) encodes the
 unmasked sequence once; the target at each position is the mean of the top-K blocks' FFN outputs (before
 the block's last residual), each instance-normalised over the sequence. The student embeds the sequence
 once, and encodes M differently masked copies of it (``clone_batch``) with the 48% hidden tokens *removed*
@@ -62,8 +62,9 @@ class Data2VecSettings:
     decoder_groups: int = 1        # grouped convolutions (text: 1)
     projection_ratio: float = 2.0  # two-layer projection to the width, hidden ratio x wider (text: 2 layers, 2.0)
     input_dropout: float = 0.1     # dropout on the decoder's input (text: 0.1)
-    ema_encoder_only: bool = True  # the teacher copies the blocks only and reads the student's embedding output;
-                                   # false: it keeps an EMA copy of the embeddings too (text: true)
+    teacher_embeddings: bool = False  # true: the teacher keeps an EMA copy of the embeddings (no dropout) instead
+                                   # of reading the student's embedding output (text: false, i.e. fairseq's
+                                   # ema_encoder_only=true; true is its ema_encoder_only=false + ema_local_encoder=true)
     learn_positions: bool = True   # false: the student's position embeddings keep their initial values, an ablation
                                    # of the position shortcut (benchmarks/text_probe_diagnosis.py; text: learned)
 
@@ -121,7 +122,13 @@ class Data2VecText(nn.Module):
         self.settings = s
         self.student = student
         self.decoder = ConvDecoder(student.config.hidden_size, s)
-        self.teacher = EMATeacher(student.encoder if s.ema_encoder_only else student, s.teacher)
+        if not s.learn_positions:
+            student.embeddings.position_embeddings.weight.requires_grad_(False)
+        self.teacher = EMATeacher(self.followed(), s.teacher)
+
+    def followed(self) -> nn.Module:
+        """What the teacher is an EMA copy of: the encoder's blocks, or the whole encoder with its embeddings."""
+        return self.student if self.settings.teacher_embeddings else self.student.encoder
 
     def shard_units(self) -> list[nn.Module]:
         return list(self.student.encoder.layer)
@@ -136,15 +143,15 @@ class Data2VecText(nn.Module):
         rng: for the decoder's noise (else the global generator). Returns (loss, stats)."""
         s = self.settings
         B, M, T = hidden.shape
-        self.teacher.maybe_update(self.student.encoder if s.ema_encoder_only else self.student, accumulate)
+        self.teacher.maybe_update(self.followed(), accumulate)    # the EMA step after each optimizer step
         x = self.student.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)            # (B, T, D)
         pad = attention_mask == 0
         pad_mask = pad if bool(pad.any()) else None
-        if s.ema_encoder_only:                      # the teacher's blocks on the student's embedding output
-            y = self.teacher.targets(ffn_outputs, x.detach(), attention_mask, padding_mask=pad_mask)  # (B, T, D)
-        else:                                       # the teacher's own embeddings, then its blocks
+        if s.teacher_embeddings:                    # the teacher's own embeddings, then its blocks
             y = self.teacher.targets(teacher_ffn_outputs, input_ids, token_type_ids, attention_mask,
                                      padding_mask=pad_mask)
+        else:                                       # the teacher's blocks on the student's embedding output
+            y = self.teacher.targets(ffn_outputs, x.detach(), attention_mask, padding_mask=pad_mask)  # (B, T, D)
 
         keep, hidden = keep.flatten(0, 1), hidden.flatten(0, 1)                                    # (BM, K), (BM, T)
         visible = gather(clone_batch(x, M), keep)                                                  # (BM, K, D)
@@ -189,7 +196,6 @@ class Data2Vec(Objective):
         return example
 
     def _model(self, student: BertModel) -> nn.Module:
-        student.embeddings.position_embeddings.weight.requires_grad_(self.cfg.data2vec.learn_positions)
         return Data2VecText(student, self.cfg.data2vec)
 
     def build(self, vocab_size: int) -> nn.Module:
