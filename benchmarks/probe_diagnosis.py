@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 from collections import defaultdict
 
 import torch
@@ -34,7 +33,7 @@ from vision.encoder import ViTEncoder
 from vision.features import extract_features
 from vision.scenes import num_classes
 
-from .throughput import publish
+from .throughput import publish, spread_table
 
 PAIRS = (("shape", "colour"), ("shape", "position"), ("colour", "shape"))
 SHARED = ("shape", "colour", "size", "count", "position", "background")   # what neighbours may have in common
@@ -91,23 +90,13 @@ def main() -> None:
             rows[name].append({**diagnose(f_train, f_test, train.attributes, test.attributes, args.epochs),
                                **shared(f_train, f_test, train.attributes, test.attributes)})
             print(name, seed, {k: round(v, 3) for k, v in rows[name][-1].items()}, flush=True)
-    names = list(rows)
     runs = " ".join(args.runs)
     lines = [f"### Encoding or look-alikes? Scene probes within and across a nuisance ({args.pool} features)", "",
              (f"{datetime.date.today()} · code {code_version()} · ViT rows: mean ± std over {len(encoders)} run(s) · "
               "chance: shape 0.20, colour 0.14 · position = quadrant of the main object"), "",
              f"Command: `python -m benchmarks.probe_diagnosis --pool {args.pool}"
              f"{' --runs ' + runs if runs else ''}`", "",
-             "| probe (test top-1) | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-    for probe in rows["raw pixels"][0]:
-        cells = []
-        for name in names:
-            v = [r[probe] for r in rows[name] if probe in r]
-            if not v:
-                cells.append("")
-                continue
-            cells.append(f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
-        lines.append(f"| {probe} | " + " | ".join(cells) + " |")
+             *spread_table("probe (test top-1)", rows, list(rows["raw pixels"][0]))]
     publish(lines, args.write, f"probe-diagnosis-scenes-{size}-{args.pool}")
 
 

@@ -8,28 +8,25 @@ Each run is a finished `selfsup train bert` run with an ``export/`` folder, or o
 ``RUN/export-step234``, the encoder at step 234). The run's config.yaml gives the corpus and the probe's documents
 and split (the ones its evaluation used); the export gives the weights and tokenizer. Runs are grouped by name without
 the seed suffix (``data2vec-text-stdlib-s0`` and ``-s1`` form ``data2vec-text-stdlib``; an earlier export adds
-`` @ step234``) and each cell is the mean ± std over the group.
-For the output of every layer (0 = the embeddings, then each block), over real tokens:
+`` @ step234``) and each cell is the mean ± std over the group. For the output of every layer (0 = the embeddings,
+then each block), over real tokens:
 
 - linear / kNN: the evaluation's topic probe on the layer's mean-pooled features (test top-1);
-- between-document share: the part of the tokens' feature variance (summed over channels) that the document's
-  mean explains. Mean pooling keeps only this part: a layer whose features vary within documents but hardly
-  between them gives documents near-identical mean features;
+- between-document share: the part of the tokens' feature variance (summed over channels) that their documents'
+  means explain. Mean pooling keeps only this part. Its chance level, (documents - 1) / (tokens - 1), is given;
+- between-position share: the part that the tokens' positions explain: how much of a feature is "where", not "what";
 - effective rank: exp of the entropy of the tokens' normalised singular values (centred): how many directions the
-  tokens use, out of the width.
+  tokens use, out of the width;
+- word- and position-embedding row norms (mean over the table's rows).
 
-Why look: data2vec's targets are instance-normalised over the sequence, per block and channel (fairseq's
-``instance_norm_target_layer``), so whatever the teacher's features share across a document's positions — its mean,
-where mean pooling reads the topic — is subtracted from what the student regresses. A student trained on such
-targets has no reason to keep a document-level component, and nothing keeps it from spending its width on
-within-document variation instead. The between-document share tests that reading.
+What it found (README, language): data2vec 2.0's text encoder at the tiny preset spends its features on position.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
+import json
+import math
 import re
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,10 +39,10 @@ from language.model import features
 from language.task import BertTask
 from selfsup.config import load_saved, resolve
 from selfsup.errors import UserError
-from selfsup.results import code_version
+from selfsup.results import stamp
 from selfsup.task import build_task
 
-from .throughput import publish
+from .throughput import publish, spread_table
 
 
 class LayerFeatures(nn.Module):
@@ -67,16 +64,28 @@ class LayerFeatures(nn.Module):
 
 def between_share(tokens: torch.Tensor, group: torch.Tensor) -> float:
     """Share of the tokens' total variance (N, D), summed over channels, explained by their groups' means (group:
-    (N,) e.g. each token's document or position): sum_g n_g |mean_g - mean|^2 / sum_i |x_i - mean|^2."""
+    (N,) e.g. each token's document or position): sum_g n_g |mean_g - mean|^2 / sum_i |x_i - mean|^2. NaN when the
+    tokens do not vary."""
     centred = tokens - tokens.mean(0)
-    n = torch.bincount(group).clamp(min=1).float()                                     # (groups,)
-    means = torch.zeros(len(n), tokens.shape[1]).index_add_(0, group, centred) / n[:, None]
-    return float((n * means.pow(2).sum(1)).sum() / centred.pow(2).sum())
+    total = centred.pow(2).sum()
+    if total == 0:
+        return math.nan
+    n = torch.bincount(group).float()                                                  # (groups,)
+    means = torch.zeros(len(n), tokens.shape[1]).index_add_(0, group, centred) / n.clamp(min=1)[:, None]
+    return float((n * means.pow(2).sum(1)).sum() / total)
+
+
+def chance_share(group: torch.Tensor) -> float:
+    """between_share's expected value for features unrelated to the groups: (groups - 1) / (tokens - 1)."""
+    return (len(group.unique()) - 1) / max(len(group) - 1, 1)
 
 
 def effective_rank(tokens: torch.Tensor) -> float:
-    """exp(entropy of the normalised singular values) of the centred tokens (N, D) (Roy & Vetterli, 2007)."""
+    """exp(entropy of the normalised singular values) of the centred tokens (N, D) (Roy & Vetterli, 2007); 0 when
+    the tokens do not vary."""
     s = torch.linalg.svdvals(tokens - tokens.mean(0))
+    if s.sum() == 0:
+        return 0.0
     p = s / s.sum()
     return float(torch.exp(-(p * p.clamp_min(1e-12).log()).sum()))
 
@@ -101,7 +110,9 @@ def geometry(model: LayerFeatures, task: BertTask, docs: int, seed: int) -> dict
     doc, position = torch.cat(owner), torch.cat(position)
     emb = model.encoder.embeddings
     out = {"layer 0: word-embedding row norm": float(emb.word_embeddings.weight.detach().norm(dim=1).mean()),
-           "layer 0: position-embedding row norm": float(emb.position_embeddings.weight.detach().norm(dim=1).mean())}
+           "layer 0: position-embedding row norm": float(emb.position_embeddings.weight.detach().norm(dim=1).mean()),
+           "layer 0: between-document share, chance": chance_share(doc),
+           "layer 0: between-position share, chance": chance_share(position)}
     for layer, chunks in per_layer.items():
         tokens = torch.cat(chunks)
         out[f"layer {layer}: between-document share"] = between_share(tokens, doc)
@@ -110,32 +121,59 @@ def geometry(model: LayerFeatures, task: BertTask, docs: int, seed: int) -> dict
     return out
 
 
-def load_run(path: Path) -> tuple[str, BertTask, LayerFeatures]:
-    """(group, the run's task with the export's tokenizer, the exported encoder) for a run folder (its ``export/``)
-    or one of its export folders (e.g. ``export-step234``). The group is the run's name without its seed suffix,
-    and the export's step when it is not the final export."""
-    run, export = (path, path / "export") if (path / "config.yaml").is_file() else (path.parent, path)
-    if not (run / "config.yaml").is_file() or not (export / "config.json").is_file():
-        raise UserError(f"{path} is neither a finished bert run with an export/ nor one of its export folders: it "
-                        f"needs config.yaml and export/config.json (make them with `selfsup train bert --run-dir "
-                        f"{path}` and `selfsup export bert --checkpoint {path} --out {path / 'export'}`)")
+def locate(path: Path) -> tuple[Path, Path]:
+    """(run folder, export folder) for a run folder (its ``export/``) or one of its export folders."""
+    if (path / "config.yaml").is_file():
+        run, export = path, path / "export"
+        make = f"selfsup export bert --checkpoint {run} --out {export}"
+    else:
+        run, export = path.parent, path
+        make = f"selfsup export bert --checkpoint {run}/checkpoints/step_<N> --out {export}"
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{path} is neither a bert run folder (with config.yaml) nor an export folder inside one")
+    if not (export / "config.json").is_file():
+        raise UserError(f"{export} holds no exported encoder (config.json): make it with `{make}`")
+    return run, export
+
+
+def load_encoder(export: Path) -> nn.Module:
+    """The exported encoder; an export whose encoder weights are missing (they would be drawn at random) is refused."""
+    model, info = AutoModel.from_pretrained(str(export), output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]
+    if missing:
+        raise UserError(f"{export}: the export lacks encoder weights {missing[:3]}{' ...' if len(missing) > 3 else ''}"
+                        " — re-export the run with `selfsup export bert`")
+    return model
+
+
+def load_run(path: Path) -> tuple[str, BertTask, LayerFeatures, list[str]]:
+    """(group, the run's task with the export's tokenizer, the exported encoder, the code versions that trained it).
+    The group is the run's name without its seed suffix, and the export's step when it is not the final export."""
+    run, export = locate(path)
     saved = load_saved(BertTask, run / "config.yaml")
     if "objective" not in saved.task:
         raise UserError(f"{run}/config.yaml is not a bert run's config (no task.objective)")
     cfg = resolve(BertTask.Config, BertTask.presets, overrides=[f"task.tokenizer={export}"], base=saved)
     task = build_task(BertTask, cfg)
     group = re.sub(r"-s\d+$", "", run.name) + ("" if export.name == "export" else f" @ {export.name[7:]}")
-    return group, task, LayerFeatures(AutoModel.from_pretrained(str(export)))
+    results = run / "results.json"
+    codes = sorted({r["code_version"] for r in json.loads(results.read_text())}) if results.is_file() else []
+    return group, task, LayerFeatures(load_encoder(export)), codes
 
 
-def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float]]:
-    name, task, model = load_run(run)
+def diagnose(run: Path, geometry_docs: int) -> tuple[str, dict[str, float], list[str]]:
+    """(group, {"layer K: measure": value}, the code versions that trained it) for one run or export."""
+    name, task, model, codes = load_run(run)
     row = {}
     for s in task.topic_probe(model, "cpu", "topics"):
         kind = "linear" if s.metric.startswith("linear") else "kNN"
         row[f"{s.extra['pool'].replace('layer', 'layer ')}: {kind}"] = s.value
     row |= geometry(model, task, geometry_docs, task.cfg.data_seed)
-    return name, row
+    return name, row, codes
+
+
+def _layer_order(measure: str) -> tuple[int, str]:
+    return int(measure.split(":")[0].split()[1]), measure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,30 +186,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--made-by", help="the command that made the runs, printed under the table's command")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args(argv)
-    transformers.logging.set_verbosity_error()      # random-weight exports carry unused MLM-head weights: no report
+    transformers.logging.set_verbosity_error()   # unused MLM-head weights in exports: load_encoder checks what matters
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+    codes: set[str] = set()
     for run in map(Path, args.runs):
-        name, row = diagnose(run, args.geometry_docs)
+        name, row, trained_by = diagnose(run, args.geometry_docs)
+        codes.update(trained_by)
         rows[name].append(row)
         print(run.name, name, {k: round(v, 3) for k, v in row.items()}, flush=True)
-    names = list(rows)
-    metrics = sorted(rows[names[0]][0], key=lambda k: (int(k.split(":")[0].split()[1]), k))
+    measures = sorted({m for group in rows.values() for r in group for m in r}, key=_layer_order)
     lines = [f"### Where the topic lives ({args.section}): the topic probe layer by layer, and the features' geometry",
-             "",
-             (f"{datetime.date.today()} · code {code_version()} · mean ± std over runs: "
-              + ", ".join(f"{n} {len(r)}" for n, r in rows.items())
-              + " · layer 0 = embeddings · probes: test top-1 of the evaluation's topic probe on mean-pooled features"),
-             "", f"Command: `python -m benchmarks.text_probe_diagnosis --section {args.section} --runs "
-                 f"{' '.join(args.runs)}`", "",
+             "", stamp(torch.device("cpu")), "",
+             "Mean ± std over runs: " + ", ".join(f"{n} {len(r)}" for n, r in rows.items()) + ". Layer 0 = the "
+             "embeddings; probes: test top-1 of the evaluation's topic probe on mean-pooled features. Runs trained by "
+             f"code {', '.join(sorted(codes)) or 'unknown'}.", "",
+             f"Command: `python -m benchmarks.text_probe_diagnosis --section {args.section} --runs "
+             f"{' '.join(args.runs)}`", "",
              *([f"Runs made by: `{args.made_by}`", ""] if args.made_by else []),
-             "| layer: measure | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-    for m in metrics:
-        cells = []
-        for name in names:
-            v = [r[m] for r in rows[name] if m in r]
-            cells.append((f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
-                         if v else "")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+             *spread_table("layer: measure", rows, measures)]
     publish(lines, args.write, f"text-probe-diagnosis-{args.section}")
 
 

@@ -274,6 +274,20 @@ def render(rows: list[dict], suite_name: str, unit: str, args, device: torch.dev
     return lines
 
 
+def spread_table(first: str, rows: dict[str, list[dict[str, float]]], measures: list[str]) -> list[str]:
+    """A Markdown table: a row per measure, a column per group of runs, each cell the mean ± std over the group's
+    runs (only the mean for one run; empty where no run has the measure)."""
+    lines = [f"| {first} | " + " | ".join(rows) + " |", "|---" * (1 + len(rows)) + "|"]
+    for m in measures:
+        cells = []
+        for runs in rows.values():
+            v = [r[m] for r in runs if m in r]
+            cells.append((f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else ""))
+                         if v else "")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def publish(lines: list[str], write: str | None, key: str) -> str:
     """Print a measured table and, with --write, put it in RESULTS.md under its key."""
     text = "\n".join(lines) + "\n"
