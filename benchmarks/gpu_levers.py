@@ -125,15 +125,22 @@ def _no_tf32_matmul():
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
+def check_levers(suite_name: str, levers: list[str]) -> None:
+    """ValueError naming the first lever that does not apply to this suite."""
+    for name in levers:
+        if suite_name not in LEVERS[name].suites:
+            raise ValueError(f"--levers {name} applies to --suite {' or '.join(LEVERS[name].suites)}, "
+                             f"not {suite_name}")
+
+
 def run(suite_name: str, size: str, batch: int, device: torch.device, precision: str, compile: bool,
         levers: list[str], steps: int, repeats: int) -> tuple[list[dict], dict[str, str]]:
+    check_levers(suite_name, levers)                  # before any model is built
     suite = SUITES[suite_name](size, batch, device)
     ours = suite.contenders[0]
     contenders, notes = [Contender(f"{ours.name} (unchanged)", ours.model, ours.loss)], {}
     for name in levers:
         lever = LEVERS[name]
-        if suite_name not in lever.suites:
-            raise ValueError(f"lever {name} applies to the {' and '.join(lever.suites)} suite, not {suite_name}")
         c = Contender(f"{name}: {lever.what}", lever.apply(copy.deepcopy(ours.model)), lever.wrap(ours.loss))
         if lever.same_function:
             try:
@@ -167,9 +174,10 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--write", help="update this RESULTS.md with the table")
     args = p.parse_args(argv)
-    for name in args.levers:        # a user's error: usage and exit 2, before any model is built
-        if args.suite not in LEVERS[name].suites:
-            p.error(f"--levers {name} applies to --suite {' or '.join(LEVERS[name].suites)}, not {args.suite}")
+    try:
+        check_levers(args.suite, args.levers)
+    except ValueError as e:        # a user's error: usage and exit 2, before any model is built
+        p.error(str(e))
     device = pick_device(args.device, 0)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(0)
