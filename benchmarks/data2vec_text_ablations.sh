@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# data2vec 2.0 for text at the tiny preset: the position shortcut and five ablations of it, read by
+# data2vec 2.0 for text at the tiny preset: the position shortcut and six ablations of it, read by
 # benchmarks/text_probe_diagnosis.py. Each arm is the language suite's stdlib data2vec run (seed 0, 704 steps' schedule)
 # stopped at step 234 (a third of its budget, where the shortcut has formed), with one change:
 #   fixed-positions     the student's position embeddings keep their initial values (task.data2vec.learn_positions)
@@ -10,6 +10,8 @@
 #   random-teacher      a teacher frozen at its random initial weights, embeddings included (decay 1, own
 #                       embeddings): fixed targets, no feedback from the student at all
 #   layer-norm-targets  targets layer-normed per token instead of instance-normed per block over the sequence
+#   centred-targets     each position's mean target over the batch subtracted (not in the paper): no part of a target
+#                       is known from its position alone (task.data2vec.teacher.centre_positions)
 # Usage: bash benchmarks/data2vec_text_ablations.sh [OUT=runs/ablations] [BASELINE=runs/standard/data2vec-text-stdlib-s0]
 # The baseline is the language suite's run (`selfsup leaderboard run --suite language --out runs/standard`), whose
 # export-step234 is the column to compare with. Finished arms are skipped (the table says which code trained each).
@@ -30,7 +32,8 @@ arms=("fixed-positions:task.data2vec.learn_positions=false"
       "teacher-embeddings:task.data2vec.teacher_embeddings=true"
       "slow-teacher:task.data2vec.teacher.ema_decay=0.999 task.data2vec.teacher.ema_end_decay=0.9999"
       "random-teacher:task.data2vec.teacher_embeddings=true task.data2vec.teacher.ema_decay=1 task.data2vec.teacher.ema_end_decay=1"
-      "layer-norm-targets:task.data2vec.teacher.instance_norm_layers=false task.data2vec.teacher.final_norm=layer")
+      "layer-norm-targets:task.data2vec.teacher.instance_norm_layers=false task.data2vec.teacher.final_norm=layer"
+      "centred-targets:task.data2vec.teacher.centre_positions=true")
 runs=()
 for arm in "${arms[@]}"; do
   name=${arm%%:*} dir=$OUT/data2vec-text-stdlib-${arm%%:*}-s0

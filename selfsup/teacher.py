@@ -51,6 +51,9 @@ class TeacherConfig:
                                        # (image: layer_norm_targets=true -> layer; text: none)
     clone_batch: int = 16              # M masks per sample, one teacher pass for all of them (image 16, text 8)
     loss_scale: float = 0.0            # per-element MSE scale; 0 means 1/sqrt(D) (image: None -> 1/sqrt(D); text 1.0)
+    centre_positions: bool = False     # not in the paper: subtract each position's mean target over the batch, so
+                                       # that no part of a target is known from its position alone (an ablation of
+                                       # the position shortcut, benchmarks/data2vec_text_ablations.sh)
 
 
 def ema_decay_at(step: int, cfg: TeacherConfig) -> float:
@@ -112,8 +115,9 @@ class EMATeacher(nn.Module):
     def targets(self, block_outputs: Callable[..., list[torch.Tensor]], *inputs,
                 padding_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Run the teacher on ``inputs`` and build the regression targets, (B, T, D) fp32."""
-        return make_targets(block_outputs(self.model, *inputs, **kwargs), self.cfg.top_k,
-                            self.cfg.instance_norm_layers, self.cfg.final_norm, padding_mask)
+        y = make_targets(block_outputs(self.model, *inputs, **kwargs), self.cfg.top_k,
+                         self.cfg.instance_norm_layers, self.cfg.final_norm, padding_mask)
+        return centre_positions(y, padding_mask) if self.cfg.centre_positions else y
 
 
 def _instance_norm(x: torch.Tensor, padding_mask: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
@@ -145,6 +149,14 @@ def make_targets(outputs: list[torch.Tensor], top_k: int, instance_norm: bool = 
     elif final_norm == "instance":
         y = _instance_norm(y, padding_mask)
     return y
+
+
+def centre_positions(y: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, D) targets minus each position's mean over the batch's real (unpadded) samples: what is left cannot be
+    predicted from the position alone."""
+    keep = torch.ones_like(y[..., :1]) if padding_mask is None else (~padding_mask).unsqueeze(-1).to(y.dtype)
+    mean = (y * keep).sum(0, keepdim=True) / keep.sum(0, keepdim=True).clamp_min(1)   # (1, T, D)
+    return (y - mean) * keep
 
 
 def clone_batch(x: torch.Tensor, m: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from selfsup.metrics import count_training_flops
 from selfsup.teacher import (
     EMATeacher,
     TeacherConfig,
+    centre_positions,
     clone_batch,
     ema_decay_at,
     make_targets,
@@ -103,6 +104,21 @@ def test_padding_is_left_out_of_instance_norm_statistics():
     torch.testing.assert_close(y[0], make_targets([x[:1]], top_k=1, final_norm="none")[0])   # no padding: fairseq's
     torch.testing.assert_close(y[1, :4], make_targets([x[1:, :4]], top_k=1, final_norm="none")[0])
     assert torch.equal(y[1, 4:], torch.zeros(2, 4))
+
+
+def test_centred_targets_keep_nothing_a_position_predicts():
+    g = torch.Generator().manual_seed(0)
+    by_position, content = torch.randn(1, 6, 4, generator=g) * 5, torch.randn(3, 6, 4, generator=g)
+    pad = torch.zeros(3, 6, dtype=torch.bool)
+    pad[2, 4:] = True
+    y = centre_positions(by_position + content, pad)
+    torch.testing.assert_close(y[:2, 4:], content[:2, 4:] - content[:2, 4:].mean(0))   # padding not in the means
+    torch.testing.assert_close(y[:, :4], content[:, :4] - content[:, :4].mean(0))      # the position code is gone
+    assert torch.equal(y[2, 4:], torch.zeros(2, 4))
+    teacher = EMATeacher(nn.Identity(), TeacherConfig(top_k=1, final_norm="none", instance_norm_layers=False,
+                                                      centre_positions=True))
+    torch.testing.assert_close(teacher.targets(lambda m, x: [m(x)], by_position.expand(3, -1, -1)),
+                               torch.zeros(3, 6, 4))
 
 
 def test_clone_batch_keeps_each_samples_copies_together():
