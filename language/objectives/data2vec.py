@@ -21,7 +21,8 @@ encoder's feature variance is position, so predicting that part is the cheapest 
 instance-normalised targets rule out a constant target but not this one. With a teacher frozen at random weights
 position explains ~85 % of the student's token variance after 234 steps; with the EMA teacher following, 97-99 %.
 Fixed position embeddings, a teacher with its own embeddings and a slower teacher keep the shortcut; layer-normed
-targets trade it for collapse; position-centred targets (``teacher.centre_positions``, not in the paper) remove it.
+targets trade it for collapse; position-centred targets (``teacher.centre_positions``, not in the paper) remove it,
+though the topic probe then still stays below random weights' over the whole budget.
 
 Costs, all inside the training step and so inside the counted FLOPs: the teacher's forward over B
 sequences (no gradient; one more fp32 copy of the blocks), the student over B*M copies of the visible 52%,
