@@ -117,7 +117,13 @@ class EMATeacher(nn.Module):
         """Run the teacher on ``inputs`` and build the regression targets, (B, T, D) fp32."""
         y = make_targets(block_outputs(self.model, *inputs, **kwargs), self.cfg.top_k,
                          self.cfg.instance_norm_layers, self.cfg.final_norm, padding_mask)
-        return centre_positions(y, padding_mask) if self.cfg.centre_positions else y
+        if not self.cfg.centre_positions:
+            return y
+        if y.shape[0] < 2:
+            raise ConfigError(f"teacher.centre_positions needs at least 2 samples per micro-batch to take each "
+                              f"position's mean over, not {y.shape[0]}: raise trainer.batch_size or lower "
+                              f"trainer.grad_accum")
+        return centre_positions(y, padding_mask)
 
 
 def _instance_norm(x: torch.Tensor, padding_mask: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:

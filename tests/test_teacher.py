@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.errors import ConfigError
 from selfsup.metrics import count_training_flops
 from selfsup.teacher import (
     EMATeacher,
@@ -119,6 +120,8 @@ def test_centred_targets_keep_nothing_a_position_predicts():
                                                       centre_positions=True))
     torch.testing.assert_close(teacher.targets(lambda m, x: [m(x)], by_position.expand(3, -1, -1)),
                                torch.zeros(3, 6, 4))
+    with pytest.raises(ConfigError, match="at least 2 samples per micro-batch"):
+        teacher.targets(lambda m, x: [m(x)], by_position)                  # one sample: nothing would be left
 
 
 def test_clone_batch_keeps_each_samples_copies_together():
