@@ -40,6 +40,7 @@ from language.task import BertTask
 from selfsup.config import load_saved, resolve
 from selfsup.errors import UserError
 from selfsup.results import stamp
+from selfsup.subsets import sample_indices
 from selfsup.task import build_task
 
 from .throughput import publish, spread_table
@@ -94,7 +95,7 @@ def geometry(model: LayerFeatures, task: BertTask, docs: int, seed: int) -> dict
     """Between-document and between-position shares and effective rank per layer, over the tokens of a seeded
     sample of documents; the embedding table's mean row norms (word and position embeddings)."""
     pool = task.corpus["all"]
-    pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:docs].tolist()
+    pick = sample_indices(len(pool), docs, seed).tolist()
     per_layer: dict[int, list[torch.Tensor]] = defaultdict(list)
     owner, position = [], []
     for i in range(0, len(pick), 64):
