@@ -5,6 +5,8 @@
     selfsup leaderboard render runs/leaderboard [--readme README.md] [--write benchmarks/RESULTS.md]
     selfsup leaderboard plan --suite quick                                 # the jobs and their commands, not run
     selfsup leaderboard run --suite zoo --specs timm:vit_small_patch14_dinov2.lvd142m hf:facebook/vit-mae-base
+    selfsup leaderboard run --suite vision --seeds 3 --only-seed 1 --out runs/standard    # one seed of three
+    selfsup leaderboard keep runs/standard benchmarks/runs/standard        # the records, no weights (see keep.py)
 
 `run` skips finished runs, resumes interrupted ones, reports failed ones (and skips what needs them) and exits
 1 when any arm failed, 75 when stopped by SIGTERM/SIGINT (rerun the same command to continue), 0 otherwise.
@@ -23,10 +25,11 @@ from pathlib import Path
 from selfsup.io import atomic_write_json, atomic_write_text
 
 from .board import collect
+from .keep import keep
 from .markdown import details_md, page_md, readme_md, summary_md
 from .matrix import SuiteError
 from .page import page_html
-from .plan import Plan, only_rows, plan
+from .plan import Plan, only_rows, only_seeds, plan
 from .plots import figures
 from .runner import exit_status, run_local, run_submitit, summary
 from .suites import SUITES, make
@@ -91,11 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="make every run of a suite (skipping finished ones), then render")
     d = sub.add_parser("render", help="render a suite's folder again (its suite, seeds and --set are remembered)")
     pl = sub.add_parser("plan", help="list a suite's jobs and commands without running them")
-    d.add_argument("out")
+    k = sub.add_parser("keep", help="copy the records the tables read (no weights) of finished runs to DEST")
+    for sp in (d, k):
+        sp.add_argument("out")
+    k.add_argument("dest", help="a folder (in git, say) to keep the records in; render it, or copy it back to OUT")
+    k.add_argument("--replace", action="store_true", help="copy runs already in DEST again")
     for sp in (r, pl):
         sp.add_argument("--out", default="runs/leaderboard", help="the suite's folder of runs")
-    for sp in (r, d, pl):
-        sp.add_argument("--suite", choices=sorted(SUITES), default=None if sp is d else "quick")
+    for sp in (r, d, pl, k):
+        sp.add_argument("--suite", choices=sorted(SUITES), default=None if sp in (d, k) else "quick")
         sp.add_argument("--seeds", type=int, help="runs per cell (default: the suite's, 5 for RL columns of standard)")
         sp.add_argument("--set", nargs="*", action="extend", default=None, metavar="KEY=VALUE",
                         help="overrides for every training, e.g. trainer.device=cuda")
@@ -110,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     for sp in (r, pl):
         sp.add_argument("--rows", nargs="*", action="extend", default=None, metavar="ROW",
                         help="make only these rows' runs (and what they need); the page still shows every row")
+        sp.add_argument("--only-seed", nargs="*", action="extend", type=int, default=None, metavar="K",
+                        help="make only these seeds' runs (and what they need), e.g. one seed per machine or "
+                             "session; the page still shows every seed")
     r.add_argument("--launcher", choices=("local", "submitit"), default="local",
                    help="local: one run after another here; submitit: each run a SLURM job (after what it needs)")
     r.add_argument("--gpus-per-run", type=int, default=0,
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "selfsup leaderboard " + " ".join(argv if argv is not None else sys.argv[2:])
     try:
         saved = json.loads((out / "suite.json").read_text()) if (out / "suite.json").is_file() else {}
-        if args.verb == "render" and not out.is_dir():
+        if args.verb in ("render", "keep") and not out.is_dir():
             raise SuiteError(f"{out} is not a folder of runs")
         suite = args.suite or saved.get("suite", "quick")
         # a folder's runs were made with its saved --set, --data and --specs, whichever of the suites sharing it
@@ -134,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         specs = tuple(args.specs if args.specs is not None else saved.get("specs", []) if suite == "zoo" else [])
         p = make_plan(suite, out, seeds, extra, data, specs)
         runs = only_rows(p, args.rows) if getattr(args, "rows", None) else p     # the jobs to make; p renders
+        runs = only_seeds(runs, args.only_seed) if getattr(args, "only_seed", None) else runs
+        if args.verb == "keep":
+            keep(p, Path(args.dest), args.replace)
+            return 0
         if args.verb == "plan":
             for job in runs.jobs.values():
                 print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")

@@ -249,3 +249,15 @@ def only_rows(p: Plan, rows: list[str]) -> Plan:
     need += [j for (rep, _), points in p.along.items() if rep in rows for ids in points.values() for j in ids]
     keep = {d for j in need for d in p.closure(j)}
     return replace(p, jobs={k: j for k, j in p.jobs.items() if k in keep})
+
+
+def only_seeds(p: Plan, seeds: list[int]) -> Plan:
+    """The plan cut to the named seeds' jobs and what they need, in the same order: split a suite's seeds between
+    machines or sessions that share (or later merge) one folder of runs."""
+    have = sorted({j.seed for j in p.jobs.values()})
+    unknown = [s for s in seeds if s not in have]
+    if unknown:
+        raise SuiteError(f"--only-seed: no seed {', '.join(map(str, unknown))} in this plan (seeds: "
+                         f"{', '.join(map(str, have))}; --seeds N plans seeds 0..N-1)")
+    keep = {d for k, j in p.jobs.items() if j.seed in seeds for d in p.closure(k)}
+    return replace(p, jobs={k: j for k, j in p.jobs.items() if k in keep})

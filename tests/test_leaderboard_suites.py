@@ -10,11 +10,13 @@ import pytest
 
 from benchmarks import matrix
 from benchmarks.board import collect
+from benchmarks.keep import keep
 from benchmarks.leaderboard import main, publish
 from benchmarks.markdown import summary_md
 from benchmarks.matrix import RANDOM, Budget, Evaluation, Metric, Representation, Suite, SuiteError, Train
-from benchmarks.plan import only_rows, plan
+from benchmarks.plan import only_rows, only_seeds, plan
 from benchmarks.plots import figures
+from benchmarks.runner import job_state
 from benchmarks.suites import SUITES, make, quick
 from benchmarks.suites.language import OBJECTIVES, TEXT_SPEED
 from benchmarks.suites.vision import MIM_SPEED
@@ -423,3 +425,66 @@ def test_rows_cut_the_plan_to_what_those_rows_need(data, tmp_path):
     with pytest.raises(SuiteError, match="rows: mae, simmim"):
         only_rows(full, ["simmim", "nope"])
     assert main(["plan", "--suite", "vision", "--seeds", "1", "--data", str(data), "--rows", "nope"]) == 2
+
+
+@pytest.mark.parametrize("name", ["vision", "language"])
+def test_only_seed_cuts_the_plan_to_those_seeds_and_what_they_need(data, tmp_path, name):
+    """`leaderboard run --only-seed 1`: every job of seed 1 and what it needs (the language suite's exports of
+    seed 1's pretrainings for SST-2), in the plan's order; no job of another seed; an absent seed is an error
+    naming those planned."""
+    full = plan(make(name, data), tmp_path / "runs", seeds=3)
+    cut = only_seeds(full, [1])
+    assert list(cut.jobs) == [j for j in full.jobs if j in cut.jobs]
+    assert {j for j, job in full.jobs.items() if job.seed == 1} <= set(cut.jobs)
+    assert all(d in cut.jobs for job in cut.jobs.values() for d in job.deps)
+    assert not [j for j in cut.jobs if j.endswith(("-s0", "-s2"))]
+    seeded = [j for (_, _), ids in full.cells.items() for j in ids[1:2]]
+    assert seeded and set(seeded) <= set(cut.jobs)
+    if name == "language":
+        assert any(j.endswith("-s1/export") for j in cut.jobs)
+    with pytest.raises(SuiteError, match="seeds: 0, 1, 2"):
+        only_seeds(full, [3])
+    assert main(["plan", "--suite", name, "--seeds", "3", "--data", str(data), "--only-seed", "7"]) == 2
+
+
+def test_keep_copies_the_records_the_tables_read_and_no_weights(tmp_path):
+    """`leaderboard keep`: every finished job that nothing unfinished needs, as the small files the tables read
+    (a kept folder renders the same cells and `run` would skip its jobs); no checkpoint weights; an export as a
+    marker; a pretraining whose downstream run is unfinished stays behind; runs already kept are left."""
+    suite = _text_suite(seeds=2)
+    p = plan(suite, tmp_path / "runs")
+    for job_id, job in p.jobs.items():
+        if job.seed != 0:
+            continue
+        if job.kind == "export":
+            p.dir(job_id).mkdir(parents=True)
+            (p.dir(job_id) / "model.safetensors").write_bytes(b"w" * 1000)
+            continue
+        _complete(p, job_id, [_result("probe", 0.6, "corpus", "test", train_seconds=90.0),
+                              _result("acc", 0.7, "glue", "dev"), _result("mlm_accuracy", 0.3, "corpus", "valid")])
+        ckpt = p.dir(job_id) / "checkpoints" / "step_00000010"
+        ckpt.mkdir(parents=True)
+        (ckpt / "meta.json").write_text(json.dumps({"train_seconds": 30.0}))
+        (ckpt / "model.safetensors").write_bytes(b"w" * 1000)
+        (p.dir(job_id) / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n')
+    before = collect(p)
+    _complete(p, "bert-c-s1", [_result("probe", 0.61, "corpus", "test")])      # its SST-2 runs are not made
+    dest = tmp_path / "kept"
+    outcome = keep(p, dest, log=lambda *_: None)
+    seed0 = [j for j, job in p.jobs.items() if job.seed == 0]
+    assert sorted(outcome["kept"]) == sorted(seed0) and outcome["needed"] == ["bert-c-s1"]
+    assert not list(dest.rglob("*.safetensors")) and not (dest / "bert-c-s1").exists()
+    assert (dest / "bert-c-s0" / "checkpoints" / "step_00000010" / "meta.json").is_file()
+    assert (dest / "bert-c-s0" / "metrics.jsonl").read_text() == '{"step": 10, "loss": 1.0}\n'
+    kept = plan(suite, dest)
+    assert all(job_state(kept.jobs[j], dest) == "complete" for j in seed0)
+    exports = [j for j in seed0 if p.jobs[j].kind == "export"]
+    assert exports and all(json.loads((dest / j / "KEPT.json").read_text())["job"] == j for j in exports)
+    after = collect(kept)
+    assert {k: c.values for k, c in before.cells.items()} == {k: c.values for k, c in after.cells.items()}
+    assert after.cells[("bert", "sst")].curves == before.cells[("bert", "sst")].curves != []
+    (p.dir("bert-c-s0") / "metrics.jsonl").write_text("changed\n")
+    assert keep(p, dest, log=lambda *_: None)["already"] == seed0
+    assert (dest / "bert-c-s0" / "metrics.jsonl").read_text() == '{"step": 10, "loss": 1.0}\n'
+    assert "bert-c-s0" in keep(p, dest, replace=True, log=lambda *_: None)["kept"]
+    assert (dest / "bert-c-s0" / "metrics.jsonl").read_text() == "changed\n"
