@@ -6,8 +6,8 @@ metrics, each checkpoint's meta.json with its training seconds, the JSON beside 
 hundred kB per run, small enough for git. A suite too long for one machine or session is then made in parts:
 
     selfsup leaderboard run --suite vision --seeds 3 --out runs/standard --only-seed 1
-    selfsup leaderboard keep runs/standard benchmarks/runs/standard          # commit it; the machine may go
-    cp -r benchmarks/runs/standard/. runs/standard/                          # later, anywhere
+    selfsup leaderboard keep runs/standard benchmarks/kept/standard          # commit it; the machine may go
+    cp -r benchmarks/kept/standard/. runs/standard/                          # later, anywhere
     selfsup leaderboard run --suite vision --seeds 3 --out runs/standard --only-seed 2
     selfsup leaderboard render runs/standard --suite vision --seeds 3
 
@@ -38,30 +38,44 @@ def _records(run_dir: Path) -> list[Path]:
     return files
 
 
-def _copy(files: list[Path], src: Path, dest: Path) -> None:
+def _copy_file(src: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target.with_name(target.name + ".keeping"))
+    target.with_name(target.name + ".keeping").replace(target)
+
+
+def _copy(files: list[Path], src: Path, target: Path) -> None:
+    """``files`` (under ``src``) into the folder ``target`` as one step: written beside it, then renamed over it,
+    so an interrupted keep leaves the old folder or the new one, never half of one."""
+    fresh, old = target.with_name(target.name + ".keeping"), target.with_name(target.name + ".replaced")
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
     for f in files:
-        target = dest / f.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(f, tmp)
-        tmp.replace(target)
+        (fresh / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, fresh / f.relative_to(src))
+    if target.exists():
+        target.rename(old)
+    fresh.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, list[str]]:
     """Copy the records of every finished job that nothing unfinished needs; returns the job ids by outcome:
     kept | already (in DEST, left) | needed (finished, but a job that needs it is not) | unfinished."""
     states = {job_id: job_state(job, p.out) for job_id, job in p.jobs.items()}
-    needed_by: dict[str, list[str]] = {}
-    for job_id, job in p.jobs.items():
-        for d in job.deps:
-            needed_by.setdefault(d, []).append(job_id)
+    # still needed: some job that needs it (directly, or through an export that needs it) is unfinished; the plan
+    # lists a job after what it needs, so walking it backwards settles every job's dependents first
+    needed: set[str] = set()
+    for job_id in reversed(list(p.jobs)):
+        if states[job_id] != "complete" or job_id in needed:
+            needed.update(p.jobs[job_id].deps)
     outcome: dict[str, list[str]] = {"kept": [], "already": [], "needed": [], "unfinished": []}
     for job_id, job in p.jobs.items():
         src, target = p.out / job_id, dest / job_id
         if states[job_id] != "complete":
             outcome["unfinished"].append(job_id)
             continue
-        if any(states[j] != "complete" for j in needed_by.get(job_id, [])):
+        if job_id in needed:
             outcome["needed"].append(job_id)
             continue
         if job.kind == "calibrate":
@@ -70,7 +84,7 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
             outcome["already"].append(job_id)
             continue
         if job.kind == "calibrate":
-            _copy([src], src.parent, target.parent)
+            _copy_file(src, target)
         elif job.kind == "export":
             target.mkdir(parents=True, exist_ok=True)
             atomic_write_json(target / KEPT, {"job": job_id, "command": "selfsup " + " ".join(job.argv),
@@ -83,7 +97,7 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
         outcome["kept"].append(job_id)
     suite_json = p.out / "suite.json"
     if suite_json.is_file() and not (dest / "suite.json").exists():
-        _copy([suite_json], p.out, dest)
+        _copy_file(suite_json, dest / "suite.json")
     log(f"kept {len(outcome['kept'])} runs in {dest} ({len(outcome['already'])} already there"
         + (", --replace to copy them again" if outcome["already"] else "") + ")")
     if outcome["needed"]:

@@ -6,7 +6,7 @@
     selfsup leaderboard plan --suite quick                                 # the jobs and their commands, not run
     selfsup leaderboard run --suite zoo --specs timm:vit_small_patch14_dinov2.lvd142m hf:facebook/vit-mae-base
     selfsup leaderboard run --suite vision --seeds 3 --only-seed 1 --out runs/standard    # one seed of three
-    selfsup leaderboard keep runs/standard benchmarks/runs/standard        # the records, no weights (see keep.py)
+    selfsup leaderboard keep runs/standard benchmarks/kept/standard        # the records, no weights (see keep.py)
 
 `run` skips finished runs, resumes interrupted ones, reports failed ones (and skips what needs them) and exits
 1 when any arm failed, 75 when stopped by SIGTERM/SIGINT (rerun the same command to continue), 0 otherwise.

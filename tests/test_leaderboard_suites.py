@@ -483,6 +483,14 @@ def test_keep_copies_the_records_the_tables_read_and_no_weights(tmp_path):
     after = collect(kept)
     assert {k: c.values for k, c in before.cells.items()} == {k: c.values for k, c in after.cells.items()}
     assert after.cells[("bert", "sst")].curves == before.cells[("bert", "sst")].curves != []
+    # through an export: seed 1's pretraining and export finished, one SST-2 run from the export not
+    d2v = [j for j, job in p.jobs.items() if j.startswith("d2v-c-s1")]
+    export = next(j for j in d2v if p.jobs[j].kind == "export")
+    _complete(p, "d2v-c-s1", [_result("probe", 0.7, "corpus", "test")])
+    for j in d2v:
+        if p.jobs[j].kind == "export":
+            p.dir(j).mkdir(parents=True)
+    assert {"d2v-c-s1", export} <= set(keep(p, dest, log=lambda *_: None)["needed"])
     (p.dir("bert-c-s0") / "metrics.jsonl").write_text("changed\n")
     assert keep(p, dest, log=lambda *_: None)["already"] == seed0
     assert (dest / "bert-c-s0" / "metrics.jsonl").read_text() == '{"step": 10, "loss": 1.0}\n'
