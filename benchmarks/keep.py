@@ -12,9 +12,11 @@ hundred kB per run, small enough for git. A suite too long for one machine or se
     selfsup leaderboard render runs/standard --suite vision --seeds 3
 
 A kept run reads as complete, so `run` skips it; it cannot be resumed or fed to a new downstream run (its
-checkpoints stayed behind), which is why a pretraining is kept only once every job that needs it is finished.
-An export is kept as a folder holding `KEPT.json` (what it was, and that its weights were not kept). Runs
-already in DEST are left as they are unless `--replace`.
+checkpoints stayed behind), which is why a pretraining is kept only once every job that needs it is finished (a
+pretraining that several seeds share, as RL's frames encoder, only once every seed is). A calibration is kept as
+soon as it is made, so later seeds train for the same steps. An export is kept as a folder holding `KEPT.json`
+(what it was, and that its weights were not kept). Runs already finished in DEST are left as they are unless
+`--replace`. Keep one suite at a time (`--suite`; the folder's `suite.json` names the last suite run there).
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def _copy(files: list[Path], src: Path, target: Path) -> None:
     """``files`` (under ``src``) into the folder ``target`` as one step: written beside it, then renamed over it,
     so an interrupted keep leaves the old folder or the new one, never half of one."""
     fresh, old = target.with_name(target.name + ".keeping"), target.with_name(target.name + ".replaced")
+    if old.exists() and not target.exists():     # a keep stopped between its two renames: the old copy is back
+        old.rename(target)
     for leftover in (fresh, old):
         shutil.rmtree(leftover, ignore_errors=True)
     for f in files:
@@ -61,26 +65,33 @@ def _copy(files: list[Path], src: Path, target: Path) -> None:
 
 def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, list[str]]:
     """Copy the records of every finished job that nothing unfinished needs; returns the job ids by outcome:
-    kept | already (in DEST, left) | needed (finished, but a job that needs it is not) | unfinished."""
+    kept | already (finished in DEST, left) | needed (finished, but a job that needs it is not) | unfinished |
+    data (finished frames, not kept)."""
     states = {job_id: job_state(job, p.out) for job_id, job in p.jobs.items()}
     # still needed: some job that needs it (directly, or through an export that needs it) is unfinished; the plan
     # lists a job after what it needs, so walking it backwards settles every job's dependents first
     needed: set[str] = set()
     for job_id in reversed(list(p.jobs)):
         if states[job_id] != "complete" or job_id in needed:
-            needed.update(p.jobs[job_id].deps)
-    outcome: dict[str, list[str]] = {"kept": [], "already": [], "needed": [], "unfinished": []}
+            needed.update(d for d in p.jobs[job_id].deps if p.jobs[d].kind != "calibrate")   # a calibration is
+    for job_id, job in p.jobs.items():                 # final once made: kept at once, so later seeds share it
+        if job.kind == "export" and set(job.deps) & needed:
+            needed.add(job_id)      # an export's marker lives in its pretraining's folder: kept with it, not before
+    outcome: dict[str, list[str]] = {"kept": [], "already": [], "needed": [], "unfinished": [], "data": []}
     for job_id, job in p.jobs.items():
         src, target = p.out / job_id, dest / job_id
         if states[job_id] != "complete":
             outcome["unfinished"].append(job_id)
+            continue
+        if job.kind == "frames":
+            outcome["data"].append(job_id)      # data, not a record: a later `run` makes it again if a job needs it
             continue
         if job_id in needed:
             outcome["needed"].append(job_id)
             continue
         if job.kind == "calibrate":
             src, target = src.with_suffix(".json"), target.with_suffix(".json")
-        if target.exists() and not replace:
+        if not replace and job_state(job, dest) == "complete":
             outcome["already"].append(job_id)
             continue
         if job.kind == "calibrate":
@@ -90,13 +101,11 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
             atomic_write_json(target / KEPT, {"job": job_id, "command": "selfsup " + " ".join(job.argv),
                                               "weights": "not kept: make the export again from its run's "
                                                          "checkpoint, or run its downstream jobs where it was made"})
-        elif job.kind == "frames":
-            continue                      # data, not a record: a later `run` makes it again if a job needs it
         else:
             _copy(_records(src), src, target)
         outcome["kept"].append(job_id)
     suite_json = p.out / "suite.json"
-    if suite_json.is_file() and not (dest / "suite.json").exists():
+    if suite_json.is_file():
         _copy_file(suite_json, dest / "suite.json")
     log(f"kept {len(outcome['kept'])} runs in {dest} ({len(outcome['already'])} already there"
         + (", --replace to copy them again" if outcome["already"] else "") + ")")
@@ -104,4 +113,6 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
         log(f"not kept, still needed by unfinished jobs (their checkpoints): {', '.join(outcome['needed'])}")
     if outcome["unfinished"]:
         log(f"not finished: {len(outcome['unfinished'])} jobs")
+    if outcome["data"]:
+        log(f"not kept (data a later run makes again): {', '.join(outcome['data'])}")
     return outcome

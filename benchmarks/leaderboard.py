@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for sp in (r, pl):
         sp.add_argument("--rows", nargs="*", action="extend", default=None, metavar="ROW",
                         help="make only these rows' runs (and what they need); the page still shows every row")
-        sp.add_argument("--only-seed", nargs="*", action="extend", type=int, default=None, metavar="K",
+        sp.add_argument("--only-seed", nargs="+", action="extend", type=int, default=None, metavar="K",
                         help="make only these seeds' runs (and what they need), e.g. one seed per machine or "
                              "session; the page still shows every seed")
     r.add_argument("--launcher", choices=("local", "submitit"), default="local",
@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = only_rows(p, args.rows) if getattr(args, "rows", None) else p     # the jobs to make; p renders
         runs = only_seeds(runs, args.only_seed) if getattr(args, "only_seed", None) else runs
         if args.verb == "keep":
+            if not args.suite and not saved:
+                raise SuiteError(f"{out} has no suite.json: name the suite whose runs to keep (--suite, --seeds)")
+            print(f"keeping suite {suite}, {p.suite.seeds if seeds is None else seeds} seed(s)"
+                  + ("" if args.suite else f" (from {out / 'suite.json'}; --suite and --seeds to choose)"))
             keep(p, Path(args.dest), args.replace)
             return 0
         if args.verb == "plan":

@@ -4,6 +4,7 @@ job id two commands, equal training time sets each method's steps, rows that rea
 chance), columns defined only for some rows ("–"), evaluations along a pretraining's checkpoints (SST-2 against
 pretraining minutes), `quick` as the matrix at tiny scale, and quick verdicts read from a leaderboard section."""
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -491,6 +492,15 @@ def test_keep_copies_the_records_the_tables_read_and_no_weights(tmp_path):
         if p.jobs[j].kind == "export":
             p.dir(j).mkdir(parents=True)
     assert {"d2v-c-s1", export} <= set(keep(p, dest, log=lambda *_: None)["needed"])
+    assert not (dest / "d2v-c-s1").exists()          # no export marker made its pretraining's folder early
+    # a folder in DEST that holds no finished run is copied again; a keep stopped between its renames is undone
+    shutil.rmtree(dest / "rand-c-s0")
+    (dest / "rand-c-s0").mkdir()
+    (dest / "bert-c-s0").rename(dest / "bert-c-s0.replaced")
+    again = keep(p, dest, log=lambda *_: None)
+    assert "rand-c-s0" in again["kept"] and "d2v-c-s0" in again["already"]
+    assert all(job_state(kept.jobs[j], dest) == "complete" for j in ("rand-c-s0", "bert-c-s0"))
+    assert not (dest / "bert-c-s0.replaced").exists()
     (p.dir("bert-c-s0") / "metrics.jsonl").write_text("changed\n")
     assert keep(p, dest, log=lambda *_: None)["already"] == seed0
     assert (dest / "bert-c-s0" / "metrics.jsonl").read_text() == '{"step": 10, "loss": 1.0}\n'
