@@ -21,13 +21,12 @@ scenes (cosine) share with each test scene, against the chance that two random s
 from __future__ import annotations
 
 import argparse
-import datetime
 from collections import defaultdict
 
 import torch
 
 from selfsup.probes import knn_accuracy, linear_probe, nearest
-from selfsup.results import code_version
+from selfsup.results import stamp
 from vision import sources
 from vision.encoder import ViTEncoder
 from vision.features import extract_features
@@ -92,7 +91,7 @@ def main() -> None:
             print(name, seed, {k: round(v, 3) for k, v in rows[name][-1].items()}, flush=True)
     runs = " ".join(args.runs)
     lines = [f"### Encoding or look-alikes? Scene probes within and across a nuisance ({args.pool} features)", "",
-             (f"{datetime.date.today()} · code {code_version()} · ViT rows: mean ± std over {len(encoders)} run(s) · "
+             (f"{stamp(torch.device('cpu'))} · ViT rows: mean ± std over {len(encoders)} run(s) · "
               "chance: shape 0.20, colour 0.14 · position = quadrant of the main object"), "",
              f"Command: `python -m benchmarks.probe_diagnosis --pool {args.pool}"
              f"{' --runs ' + runs if runs else ''}`", "",
