@@ -31,7 +31,7 @@ from .matrix import SuiteError
 from .page import page_html
 from .plan import Plan, only_rows, only_seeds, plan
 from .plots import figures
-from .runner import exit_status, run_local, run_submitit, summary
+from .runner import exit_status, job_state, run_local, run_submitit, summary
 from .suites import SUITES, make
 from .verdicts import section_key
 
@@ -153,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             keep(p, Path(args.dest), args.replace)
             return 0
         if args.verb == "plan":
+            states = {job.id: job_state(job, out) for job in runs.jobs.values()}
             for job in runs.jobs.values():
-                print(f"{job.id}{'  <- ' + ', '.join(job.deps) if job.deps else ''}\n    selfsup {' '.join(job.argv)}")
-            print(f"{len(runs.jobs)} jobs for {len(p.cells)} cells")
+                print(f"{job.id} [{states[job.id]}]{'  <- ' + ', '.join(job.deps) if job.deps else ''}"
+                      f"\n    selfsup {' '.join(job.argv)}")
+            counts = ", ".join(f"{sum(v == k for v in states.values())} {k}" for k in sorted(set(states.values())))
+            print(f"{len(runs.jobs)} jobs for {len(p.cells)} cells ({counts} in {out})")
             return 0
         status, timing = 0, ""
         if args.verb == "run":

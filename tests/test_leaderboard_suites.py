@@ -429,7 +429,7 @@ def test_rows_cut_the_plan_to_what_those_rows_need(data, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vision", "language"])
-def test_only_seed_cuts_the_plan_to_those_seeds_and_what_they_need(data, tmp_path, name):
+def test_only_seed_cuts_the_plan_to_those_seeds_and_what_they_need(data, tmp_path, name, capsys):
     """`leaderboard run --only-seed 1`: every job of seed 1 and what it needs (the language suite's exports of
     seed 1's pretrainings for SST-2), in the plan's order; no job of another seed; an absent seed is an error
     naming those planned."""
@@ -446,6 +446,14 @@ def test_only_seed_cuts_the_plan_to_those_seeds_and_what_they_need(data, tmp_pat
     with pytest.raises(SuiteError, match="seeds: 0, 1, 2"):
         only_seeds(full, [3])
     assert main(["plan", "--suite", name, "--seeds", "3", "--data", str(data), "--only-seed", "7"]) == 2
+    # `plan` says what the folder holds of each job
+    first = next(iter(cut.jobs))
+    _complete(full, first, [_result("probe", 0.6, "corpus", "test")])
+    capsys.readouterr()
+    assert main(["plan", "--suite", name, "--seeds", "3", "--data", str(data), "--out", str(tmp_path / "runs"),
+                 "--only-seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{first} [complete]" in out and f"(1 complete, {len(cut.jobs) - 1} new in" in out
 
 
 def test_keep_copies_the_records_the_tables_read_and_no_weights(tmp_path):
