@@ -2,8 +2,9 @@
 
 A suite's folder holds gigabytes of checkpoints but its tables read only small files. `keep` copies, for every
 finished job of the plan that no unfinished job still needs, what the renderer reads (config, status, results,
-metrics, each checkpoint's meta.json with its training seconds, the JSON beside the figures) into DEST: a few
-hundred kB per run, small enough for git. A suite too long for one machine or session is then made in parts:
+metrics, each checkpoint's meta.json with its training seconds, the JSON beside the figures) into DEST: tens of
+kB per run (~13 kB for a vision run), small enough for git. A suite too long for one machine or session is then
+made in parts:
 
     selfsup leaderboard run --suite vision --seeds 3 --out runs/standard --only-seed 1
     selfsup leaderboard keep runs/standard benchmarks/kept/standard          # commit it; the machine may go
@@ -23,7 +24,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from selfsup.io import atomic_write_json
+from selfsup.io import atomic_write, atomic_write_json
 from selfsup.runs import ARTIFACTS
 
 from .plan import Plan
@@ -38,12 +39,6 @@ def _records(run_dir: Path) -> list[Path]:
     files += sorted(run_dir.glob("checkpoints/step_*/meta.json"))
     files += sorted(run_dir.glob("figures/**/*.json"))
     return files
-
-
-def _copy_file(src: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, target.with_name(target.name + ".keeping"))
-    target.with_name(target.name + ".keeping").replace(target)
 
 
 def _copy(files: list[Path], src: Path, target: Path) -> None:
@@ -69,12 +64,13 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
     data (finished frames, not kept)."""
     states = {job_id: job_state(job, p.out) for job_id, job in p.jobs.items()}
     # still needed: some job that needs it (directly, or through an export that needs it) is unfinished; the plan
-    # lists a job after what it needs, so walking it backwards settles every job's dependents first
+    # lists a job after what it needs, so walking it backwards settles every job's dependents first. A calibration
+    # is final once made: never needed, kept at once, so later seeds share it
     needed: set[str] = set()
     for job_id in reversed(list(p.jobs)):
         if states[job_id] != "complete" or job_id in needed:
-            needed.update(d for d in p.jobs[job_id].deps if p.jobs[d].kind != "calibrate")   # a calibration is
-    for job_id, job in p.jobs.items():                 # final once made: kept at once, so later seeds share it
+            needed.update(d for d in p.jobs[job_id].deps if p.jobs[d].kind != "calibrate")
+    for job_id, job in p.jobs.items():
         if job.kind == "export" and set(job.deps) & needed:
             needed.add(job_id)      # an export's marker lives in its pretraining's folder: kept with it, not before
     outcome: dict[str, list[str]] = {"kept": [], "already": [], "needed": [], "unfinished": [], "data": []}
@@ -95,7 +91,7 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
             outcome["already"].append(job_id)
             continue
         if job.kind == "calibrate":
-            _copy_file(src, target)
+            atomic_write(target, lambda tmp: shutil.copyfile(src, tmp))
         elif job.kind == "export":
             target.mkdir(parents=True, exist_ok=True)
             atomic_write_json(target / KEPT, {"job": job_id, "command": "selfsup " + " ".join(job.argv),
@@ -106,7 +102,7 @@ def keep(p: Plan, dest: Path, replace: bool = False, log=print) -> dict[str, lis
         outcome["kept"].append(job_id)
     suite_json = p.out / "suite.json"
     if suite_json.is_file():
-        _copy_file(suite_json, dest / "suite.json")
+        atomic_write(dest / "suite.json", lambda tmp: shutil.copyfile(suite_json, tmp))
     log(f"kept {len(outcome['kept'])} runs in {dest} ({len(outcome['already'])} already there"
         + (", --replace to copy them again" if outcome["already"] else "") + ")")
     if outcome["needed"]:

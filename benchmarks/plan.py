@@ -247,6 +247,11 @@ def only_rows(p: Plan, rows: list[str]) -> Plan:
         raise SuiteError(f"--rows: no row {', '.join(unknown)} in suite {p.suite.name} (rows: {', '.join(known)})")
     need = [j for (rep, _), ids in p.cells.items() if rep in rows for j in ids]
     need += [j for (rep, _), points in p.along.items() if rep in rows for ids in points.values() for j in ids]
+    return _cut(p, need)
+
+
+def _cut(p: Plan, need) -> Plan:
+    """The plan cut to the jobs ``need`` and, transitively, what they depend on, in the same order."""
     keep = {d for j in need for d in p.closure(j)}
     return replace(p, jobs={k: j for k, j in p.jobs.items() if k in keep})
 
@@ -259,5 +264,4 @@ def only_seeds(p: Plan, seeds: list[int]) -> Plan:
     if unknown:
         raise SuiteError(f"--only-seed: no seed {', '.join(map(str, unknown))} in this plan (seeds: "
                          f"{', '.join(map(str, have))}; --seeds N plans seeds 0..N-1)")
-    keep = {d for k, j in p.jobs.items() if j.seed in seeds for d in p.closure(k)}
-    return replace(p, jobs={k: j for k, j in p.jobs.items() if k in keep})
+    return _cut(p, [k for k, j in p.jobs.items() if j.seed in seeds])
