@@ -7,12 +7,14 @@ from .tables import Grid, footnotes, full_tables, headline, not_complete
 from .verdicts import RESULTS_MD, verdicts
 
 LEGEND = ("Each cell: mean ± 95% CI (Student t) over seeds, or IQM [95% stratified-bootstrap CI] where the column "
-          "says IQM; n=1: a single run, no interval. **Bold**: the best of its column, shown only where its "
+          "says IQM; n=1: a single run, no interval; same at all n seeds: every seed gave this number (a "
+          "representation that nothing trains, e.g. raw pixels: the probes draw their examples and heads with one "
+          "seed for every row, so that all rows are scored on the same examples; the other rows' intervals are their "
+          "pretraining seeds' spread, not the probes'). **Bold**: the best of its column, shown only where its "
           "interval clears the next one's. Mean rank: 1 = best, each column ranking the rows it has, averaged over "
-          "the ranked columns, [95% bootstrap CI] resampling every cell's runs. ·: not applicable; –: not defined "
-          "for that representation (its runs do not report the metric, e.g. MLM accuracy without an MLM head). "
-          "Footnotes give the command behind each cell (seed 0; seed k: `-sk` and `trainer.seed=k`), after the "
-          "jobs it needs.")
+          "the ranked columns, [95% bootstrap CI] resampling every cell's runs. ·: not applicable; –: not defined for"
+          " that representation (its runs do not report the metric, e.g. MLM accuracy without an MLM head). Footnotes"
+          " give the command behind each cell (seed 0; seed k: `-sk` and `trainer.seed=k`), after the jobs it needs.")
 
 
 def label(job_id: str) -> str:

@@ -40,6 +40,8 @@ def cell_text(cell: Cell, planned: int) -> str:
     n = len(cell.values)
     if lo is None:
         text = f"{_number(point, d)} (n=1)"
+    elif n > 1 and len(set(cell.values)) == 1:      # nothing varies with the seed (raw pixels): no interval to show
+        text = f"{_number(point, d)} (same at all {n} seeds)"
     elif cell.ev.aggregate == "iqm":
         text = f"{_number(point, d)} [{_number(lo, d)}, {_number(hi, d)}]"
     else:
@@ -137,8 +139,13 @@ def full_tables(board: Board) -> list[Grid]:
             for rep_name in reps:
                 v = table[k].get(rep_name)
                 mean, half = ci95(v) if v else (None, None)
-                row.append(Entry("–") if not v else Entry(f"{mean:.4f} ± {half:.4f} ({len(v)})" if len(v) > 1
-                                                            else f"{mean:.4f} (n=1)", mean))
+                if not v:
+                    row.append(Entry("–"))
+                elif len(v) == 1:
+                    row.append(Entry(f"{mean:.4f} (n=1)", mean))
+                else:
+                    row.append(Entry(f"{mean:.4f} (same at all {len(v)} seeds)" if len(set(v)) == 1
+                                     else f"{mean:.4f} ± {half:.4f} ({len(v)})", mean))
             rows.append(row)
         if rows:
             grids.append(Grid(title, ["dataset", "split", "metric"] + reps, rows))

@@ -235,10 +235,13 @@ def test_ties_share_a_rank_and_one_run_per_cell_has_no_rank_interval(tmp_path):
 
 
 def test_full_tables_are_folded_and_commands_listed(tmp_path):
-    p, board = _board(tmp_path, {("mae", "probe"): [0.8, 0.9], ("rand", "probe"): [0.1, 0.2]})
+    p, board = _board(tmp_path, {("mae", "probe"): [0.8, 0.9], ("rand", "probe"): [0.3, 0.3]})
     md = page_md(board)
     assert "<details><summary>pretraining: mae on scenes</summary>" in md
     assert "| d | test | acc | 0.8500 ± " in md
+    # a number that every seed gives (nothing trained varies it) says so instead of a zero-width interval
+    assert " | 0.3000 (same at all 2 seeds) |" in md and "0.3000 ± 0.0000" not in md
+    assert "0.300 (same at all 2 seeds)" in next(line for line in md.splitlines() if line.startswith("| random |"))
     html = page_html(board)
     assert "<details>" in html and 'class="sortable"' in html and "data-sort=" in html
     assert "http://" not in html and "https://" not in html              # nothing fetched: no CDN, no fonts
