@@ -34,14 +34,21 @@ def _number(x: float, digits: int) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _seed_free(values: list[float]) -> str:
+    """'(same at all n seeds)' where several runs gave one number (nothing in it varies with the seed, e.g. raw
+    pixels): said instead of a zero-width interval. '' otherwise."""
+    return f"(same at all {len(values)} seeds)" if len(values) > 1 and len(set(values)) == 1 else ""
+
+
 def cell_text(cell: Cell, planned: int) -> str:
     point, lo, hi = cell.stat
     d = cell.ev.digits
     n = len(cell.values)
+    same = _seed_free(cell.values)
     if lo is None:
         text = f"{_number(point, d)} (n=1)"
-    elif n > 1 and len(set(cell.values)) == 1:      # nothing varies with the seed (raw pixels): no interval to show
-        text = f"{_number(point, d)} (same at all {n} seeds)"
+    elif same:
+        text = f"{_number(point, d)} {same}"
     elif cell.ev.aggregate == "iqm":
         text = f"{_number(point, d)} [{_number(lo, d)}, {_number(hi, d)}]"
     else:
@@ -144,8 +151,8 @@ def full_tables(board: Board) -> list[Grid]:
                 elif len(v) == 1:
                     row.append(Entry(f"{mean:.4f} (n=1)", mean))
                 else:
-                    row.append(Entry(f"{mean:.4f} (same at all {len(v)} seeds)" if len(set(v)) == 1
-                                     else f"{mean:.4f} ± {half:.4f} ({len(v)})", mean))
+                    same = _seed_free(v)
+                    row.append(Entry(f"{mean:.4f} {same}" if same else f"{mean:.4f} ± {half:.4f} ({len(v)})", mean))
             rows.append(row)
         if rows:
             grids.append(Grid(title, ["dataset", "split", "metric"] + reps, rows))
